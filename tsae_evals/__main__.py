@@ -1,0 +1,3 @@
+from tsae_evals.cli.main import main
+
+raise SystemExit(main())

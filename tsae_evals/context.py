@@ -1,0 +1,58 @@
+"""What an eval receives: the model, the SAE, its hook and the token windows, plus one way to stream activations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from sae_lens import SAE, HookedSAETransformer
+
+    from tsae_evals.data import TokenWindows
+    from tsae_evals.saes import SAERef
+
+
+@dataclass
+class EvalContext:
+    """Everything an eval may use; evals never load models, SAEs or data themselves."""
+
+    model: HookedSAETransformer
+    """The language model, already on `device`."""
+    sae: SAE[Any]
+    """The SAE under evaluation, in eval mode."""
+    sae_ref: SAERef
+    """Where the SAE came from (release/id or directory)."""
+    hook_name: str
+    """The model hook the SAE reads and writes."""
+    windows: TokenWindows
+    """Token windows shared by every eval of this run."""
+    seed: int
+    """Seed for anything random an eval does (shuffles, baselines)."""
+    device: str
+    """Torch device of the model and SAE."""
+    batch_size: int
+    """Windows per model forward."""
+
+    def hook_activations(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Hook activations `[batch, seq, d_in]` for `tokens`, running the model only up to the hook's layer."""
+        import torch
+        from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
+
+        with torch.no_grad():
+            _, cache = self.model.run_with_cache(
+                tokens.to(self.device),
+                names_filter=[self.hook_name],
+                stop_at_layer=extract_stop_at_layer_from_tlens_hook_name(self.hook_name),
+                prepend_bos=False,
+            )
+        activations = cache[self.hook_name]
+        return activations.reshape(*activations.shape[:2], -1)
+
+    def iter_activation_batches(self, n_windows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield `(tokens [b, seq], activations [b, seq, d_in])` over the first `n_windows` windows."""
+        tokens = self.windows.tokens[: n_windows or self.windows.n_windows]
+        for start in range(0, tokens.shape[0], self.batch_size):
+            batch = tokens[start : start + self.batch_size]
+            yield batch, self.hook_activations(batch)

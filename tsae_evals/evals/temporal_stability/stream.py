@@ -1,0 +1,288 @@
+"""Streaming temporal statistics: per-batch reductions whose state has a fixed size, whatever the token count.
+
+Each batch is `latents [b, t, d_sae]` and `inputs [b, t, d_in]` for whole windows (BOS removed). The state is
+sums and counts per lag and per latent, so memory never grows with the number of windows read. The shuffle
+null applies one random permutation of positions per window to both tensors: it keeps every latent's rate and
+every position's active set, and destroys order only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from tsae_evals.evals.temporal_stability.config import TemporalStabilityConfig
+from tsae_evals.evals.temporal_stability.result import (
+    AutocorrelationMetrics,
+    CosineMetrics,
+    ExclusionMetrics,
+    JaccardMetrics,
+    LagRow,
+    ReferenceMetrics,
+    TemporalStabilityMetrics,
+    TemporalStabilityResult,
+    excess_over_null,
+)
+
+
+@dataclass
+class PairStatistic:
+    """Mean of a per-position-pair score over the pairs where it is defined."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, values: torch.Tensor, defined: torch.Tensor) -> None:
+        self.total += float(values[defined].double().sum())
+        self.count += int(defined.sum())
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+@dataclass
+class LagAutocorrelation:
+    """Per-latent mean over windows of the lag-k autocorrelation, for k = 1..max_lag.
+
+    Within each window a latent's trace (zeros included) is centred on its own window mean; a window counts for
+    a latent only when the latent fires at least `min_firings` times there and is not constant.
+    """
+
+    d_sae: int
+    max_lag: int
+    min_firings: int
+    sums: torch.Tensor = field(init=False)
+    windows: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sums = torch.zeros(self.max_lag, self.d_sae, dtype=torch.float64)
+        self.windows = torch.zeros(self.d_sae, dtype=torch.long)
+
+    def add(self, latents: torch.Tensor, active: torch.Tensor, included: torch.Tensor) -> None:
+        firings = active.sum(1)  # [b, d_sae]
+        qualifies = (firings >= self.min_firings) & included
+        columns = qualifies.any(0).nonzero().squeeze(1)
+        if columns.numel() == 0:
+            return
+        trace = latents[:, :, columns].double()
+        qualifies = qualifies[:, columns]
+        centred = trace - trace.mean(1, keepdim=True)
+        energy = centred.pow(2).sum(1)  # [b, c]
+        qualifies &= energy > 0
+        safe_energy = torch.where(qualifies, energy, torch.ones_like(energy))
+        for lag in range(1, min(self.max_lag, trace.shape[1] - 1) + 1):
+            lagged = (centred[:, :-lag] * centred[:, lag:]).sum(1) / safe_energy
+            self.sums[lag - 1, columns] += torch.where(qualifies, lagged, torch.zeros_like(lagged)).sum(0)
+        self.windows[columns] += qualifies.sum(0)
+
+    def per_latent(self) -> torch.Tensor:
+        """[max_lag, n_measured] mean autocorrelation of each latent measured in at least one window."""
+        measured = self.windows > 0
+        return self.sums[:, measured] / self.windows[measured]
+
+    @property
+    def n_measured(self) -> int:
+        return int((self.windows > 0).sum())
+
+
+@dataclass
+class StabilityStatistics:
+    """All temporal-stability sums for one ordering of the positions (real or shuffled)."""
+
+    d_sae: int
+    max_lag: int
+    min_firings: int
+    jaccard: PairStatistic = field(default_factory=PairStatistic)
+    cosine: PairStatistic = field(default_factory=PairStatistic)
+    input_cosine: PairStatistic = field(default_factory=PairStatistic)
+    autocorrelation: LagAutocorrelation = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.autocorrelation = LagAutocorrelation(self.d_sae, self.max_lag, self.min_firings)
+
+    def add(self, latents: torch.Tensor, inputs: torch.Tensor, threshold: float, included: torch.Tensor) -> None:
+        """Add a batch; `included` [d_sae] marks the latents that count (dense ones are excluded)."""
+        kept = latents * included
+        active = kept > threshold
+        now, following = active[:, :-1], active[:, 1:]
+        union = (now | following).sum(-1)
+        intersection = (now & following).sum(-1)
+        self.jaccard.add(intersection / union.clamp(min=1), union > 0)
+        self.cosine.add(*_successive_cosine(kept))
+        self.input_cosine.add(*_successive_cosine(inputs))
+        self.autocorrelation.add(kept, active, included)
+
+
+def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    vectors = vectors.double()
+    norms = vectors.norm(dim=-1)
+    products = (vectors[:, :-1] * vectors[:, 1:]).sum(-1)
+    denominators = norms[:, :-1] * norms[:, 1:]
+    defined = denominators > 0
+    return products / denominators.clamp(min=torch.finfo(torch.float64).tiny), defined
+
+
+def shuffle_positions(generator: torch.Generator, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Apply the same random permutation of positions, one per window, to every tensor `[b, t, ...]`."""
+    batch, length = tensors[0].shape[:2]
+    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1)
+    return [torch.gather(t, 1, order.view(batch, length, *([1] * (t.dim() - 2))).expand_as(t)) for t in tensors]
+
+
+@dataclass
+class ReconstructionStatistics:
+    """L0 and explained variance of the same tokens, reported beside every temporal score."""
+
+    active_total: float = 0.0
+    tokens: int = 0
+    squared_error: float = 0.0
+    input_sum: torch.Tensor | None = None
+    input_square_sum: float = 0.0
+
+    def add(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor, threshold: float) -> None:
+        flat_inputs = inputs.reshape(-1, inputs.shape[-1]).double()
+        self.active_total += float((latents > threshold).sum())
+        self.tokens += flat_inputs.shape[0]
+        self.squared_error += float((flat_inputs - reconstruction.reshape(flat_inputs.shape).double()).pow(2).sum())
+        column_sum = flat_inputs.sum(0)
+        self.input_sum = column_sum if self.input_sum is None else self.input_sum + column_sum
+        self.input_square_sum += float(flat_inputs.pow(2).sum())
+
+    @property
+    def mean_l0(self) -> float:
+        return self.active_total / self.tokens if self.tokens else float("nan")
+
+    @property
+    def explained_variance(self) -> float:
+        if self.input_sum is None:
+            return float("nan")
+        total_variance = self.input_square_sum - float(self.input_sum.pow(2).sum()) / self.tokens
+        return 1.0 - self.squared_error / total_variance
+
+
+def score_stability(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    d_sae: int,
+    cfg: TemporalStabilityConfig,
+    seed: int,
+) -> TemporalStabilityResult:
+    """Score `(latents, inputs, reconstruction)` batches of whole windows, each `[b, t, ...]`, in one pass.
+
+    The first `cfg.calibration_windows` windows are held back until their firing rates fix the dense set, then
+    scored like every later batch; nothing else is kept.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+    shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+    reconstruction_stats = ReconstructionStatistics()
+    firing_counts = torch.zeros(d_sae, dtype=torch.long)
+    held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    held_windows = 0
+    included: torch.Tensor | None = None
+    windows = 0
+
+    def score(latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        assert included is not None
+        real.add(latents, inputs, cfg.activation_threshold, included)
+        shuffled_latents, shuffled_inputs = shuffle_positions(generator, latents, inputs)
+        shuffled.add(shuffled_latents, shuffled_inputs, cfg.activation_threshold, included)
+        reconstruction_stats.add(latents, inputs, reconstruction, cfg.activation_threshold)
+
+    for latents, inputs, reconstruction in batches:
+        windows += latents.shape[0]
+        firing_counts += (latents > cfg.activation_threshold).sum((0, 1))
+        if included is None:
+            held.append((latents, inputs, reconstruction))
+            held_windows += latents.shape[0]
+            if held_windows < cfg.calibration_windows:
+                continue
+            included = _not_dense(firing_counts, held_windows * latents.shape[1], cfg.dense_threshold)
+            for batch in held:
+                score(*batch)
+            held.clear()
+        else:
+            score(latents, inputs, reconstruction)
+    if windows == 0:
+        raise ValueError("temporal_stability received no windows")
+    if included is None:  # fewer windows than the calibration asked for: calibrate on all of them
+        tokens = sum(batch[0].shape[0] * batch[0].shape[1] for batch in held)
+        included = _not_dense(firing_counts, tokens, cfg.dense_threshold)
+        for batch in held:
+            score(*batch)
+    return _result(real, shuffled, reconstruction_stats, firing_counts, included, windows, cfg)
+
+
+def _not_dense(firing_counts: torch.Tensor, tokens: int, dense_threshold: float) -> torch.Tensor:
+    return firing_counts.double() / tokens <= dense_threshold
+
+
+def _result(
+    real: StabilityStatistics,
+    shuffled: StabilityStatistics,
+    reconstruction_stats: ReconstructionStatistics,
+    firing_counts: torch.Tensor,
+    included: torch.Tensor,
+    windows: int,
+    cfg: TemporalStabilityConfig,
+) -> TemporalStabilityResult:
+    tokens = reconstruction_stats.tokens
+    alive_included = int(((firing_counts > 0) & included).sum())
+    real_curve = real.autocorrelation.per_latent()
+    null_curve = shuffled.autocorrelation.per_latent()
+    lags = []
+    for k in range(cfg.max_lag):
+        mean = _mean(real_curve[k])
+        null = _mean(null_curve[k])
+        lags.append(
+            LagRow(
+                lag=k + 1,
+                mean=mean,
+                median=float(real_curve[k].median()) if real_curve.shape[1] else float("nan"),
+                shuffled_mean=null,
+                excess=excess_over_null(mean, null),
+                n_latents_measured=real.autocorrelation.n_measured,
+            )
+        )
+    n_measured = real.autocorrelation.n_measured
+    metrics = TemporalStabilityMetrics(
+        jaccard=JaccardMetrics(
+            adjacent_jaccard=real.jaccard.mean,
+            adjacent_jaccard_shuffled=shuffled.jaccard.mean,
+            adjacent_jaccard_excess=excess_over_null(real.jaccard.mean, shuffled.jaccard.mean),
+        ),
+        cosine=CosineMetrics(
+            successive_cosine=real.cosine.mean,
+            successive_cosine_shuffled=shuffled.cosine.mean,
+            successive_cosine_excess=excess_over_null(real.cosine.mean, shuffled.cosine.mean),
+            input_successive_cosine=real.input_cosine.mean,
+            ratio_to_input=real.cosine.mean / real.input_cosine.mean if real.input_cosine.mean else float("nan"),
+        ),
+        autocorrelation=AutocorrelationMetrics(
+            lag1_mean=lags[0].mean,
+            lag1_median=lags[0].median,
+            lag1_shuffled_mean=lags[0].shuffled_mean,
+            lag1_excess=lags[0].excess,
+            n_latents_measured=n_measured,
+            coverage=n_measured / alive_included if alive_included else float("nan"),
+        ),
+        exclusions=ExclusionMetrics(
+            n_latents=int(firing_counts.numel()),
+            n_dense_excluded=int((~included).sum()),
+            n_dense_over_run=int((firing_counts.double() / max(tokens, 1) > cfg.dense_threshold).sum()),
+            n_dead=int((firing_counts == 0).sum()),
+        ),
+        reference=ReferenceMetrics(
+            l0=reconstruction_stats.mean_l0,
+            explained_variance=reconstruction_stats.explained_variance,
+            tokens_evaluated=tokens,
+            windows_evaluated=windows,
+        ),
+    )
+    return TemporalStabilityResult(metrics=metrics, lags=lags, dense_latents=(~included).nonzero().squeeze(1).tolist())
+
+
+def _mean(values: torch.Tensor) -> float:
+    return float(values.mean()) if values.numel() else float("nan")

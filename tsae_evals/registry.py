@@ -1,0 +1,128 @@
+"""Eval registry: evals register by decorating the function that does the work.
+
+Built-in evals are imported on first lookup, so `--help` imports nothing heavy. Third-party packages add evals
+by declaring a module in the `tsae_evals.evals` entry-point group; importing that module must run
+`@register_eval`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from tsae_evals.errors import UsageError
+
+if TYPE_CHECKING:
+    from tsae_evals.context import EvalContext
+
+ENTRY_POINT_GROUP = "tsae_evals.evals"
+BUILTIN_EVAL_MODULES = (
+    "tsae_evals.evals.core.eval",
+    "tsae_evals.evals.temporal_stability.eval",
+)
+
+
+class EvalResult(Protocol):
+    """What every eval returns: SAE-Bench's three result sections plus a short summary for the table."""
+
+    def metrics_dict(self) -> dict[str, dict[str, Any]]: ...
+
+    def details_list(self) -> list[Any]: ...
+
+    def unstructured(self) -> dict[str, Any]: ...
+
+    def summary(self) -> dict[str, float | int | str | None]: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+EvalFn = Callable[["EvalContext", Any], EvalResult]
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """A registered eval: its identity, its typed config and the function that runs it."""
+
+    name: str
+    version: int
+    description: str
+    config_cls: type[BaseModel]
+    fn: EvalFn
+    group: str | None
+
+    def default_config(self) -> BaseModel:
+        return self.config_cls()
+
+
+_REGISTRY: dict[str, EvalSpec] = {}
+_loaded = False
+
+
+def register_eval(
+    name: str, *, version: int, config: type[ConfigT], group: str | None = None
+) -> Callable[[Callable[[EvalContext, ConfigT], EvalResult]], Callable[[EvalContext, ConfigT], EvalResult]]:
+    """Register `fn(ctx, cfg) -> result` under `name`; the first docstring line is its description.
+
+    `group` lets `--evals temporal` select every eval of that group at once.
+    """
+
+    def decorate(fn: Callable[[EvalContext, ConfigT], EvalResult]) -> Callable[[EvalContext, ConfigT], EvalResult]:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
+            raise ValueError(f"eval {name!r} is already registered by {existing.fn.__module__}")
+        description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+        _REGISTRY[name] = EvalSpec(
+            name=name, version=version, description=description, config_cls=config, fn=fn, group=group
+        )
+        return fn
+
+    return decorate
+
+
+def _load_registered_modules() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_EVAL_MODULES:
+        importlib.import_module(module)
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as exc:  # a broken plugin must not take the built-in evals down with it
+            raise UsageError(
+                f"the eval plugin {entry_point.name!r} ({entry_point.value}) failed to import: {exc}",
+                f"fix or uninstall the package that declares it in the {ENTRY_POINT_GROUP!r} entry points",
+            ) from exc
+
+
+def all_evals() -> list[EvalSpec]:
+    _load_registered_modules()
+    return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
+
+
+def get_eval(name: str) -> EvalSpec:
+    _load_registered_modules()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `python -m tsae_evals list` to see them"
+    raise UsageError(f"unknown eval {name!r}", hint)
+
+
+def parse_eval_names(spec: str) -> list[EvalSpec]:
+    """Turn `core,temporal_stability` into registered evals, rejecting every unknown name before any work."""
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise UsageError("no eval named in --evals", "pass e.g. --evals core,temporal_stability")
+    selected: dict[str, EvalSpec] = {}
+    for name in names:
+        group = [s for s in all_evals() if s.group == name and name not in _REGISTRY]
+        for spec_ in group or [get_eval(name)]:
+            selected[spec_.name] = spec_
+    return list(selected.values())
