@@ -1,0 +1,1 @@
+"""Command line: one module per subcommand, heavy imports inside the handlers so `--help` is instant."""

@@ -1,0 +1,23 @@
+"""`list`: registered evals with one-line descriptions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("list", help="list registered evals", description="List registered evals.")
+    parser.add_argument("--configs", action="store_true", help="also show each eval's config fields and defaults")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.registry import all_evals
+
+    for spec in all_evals():
+        group = f" [{spec.group}]" if spec.group else ""
+        print(f"{spec.name:<22} v{spec.version}{group}  {spec.description}")
+        if args.configs:
+            for name, field in spec.config_cls.model_fields.items():
+                print(f"    {spec.name}.{name} = {field.default!r}  {field.description or ''}")
+    return 0

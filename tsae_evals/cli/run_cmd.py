@@ -1,0 +1,74 @@
+"""`run`: evaluate SAEs with registered evals and print a summary table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tsae_evals.data.documents import DEFAULT_DATASET
+
+EPILOG = """examples:
+  python -m tsae_evals run --sae saes/l6-relu --evals core,temporal_stability
+  python -m tsae_evals run --sae a,b --evals temporal --config temporal_stability.max_lag=5
+  python -m tsae_evals run --sae gpt2-small-res-jb:blocks.8.hook_resid_pre --model gpt2 --evals core   (hub access)
+exit codes: 0 all evals ran; 1 an eval failed or an SAE failed preflight; 2 bad input (nothing was run).
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="evaluate SAEs",
+        description="Evaluate SAEs; one SAE-Bench-format JSON per (SAE, eval) under --results-dir/<eval>/.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sae", action="append", required=True, metavar="PATH|RELEASE:ID",
+                        help="sae-lens directory or release:sae_id; repeatable or comma-separated")
+    parser.add_argument("--evals", required=True, help="comma-separated eval names or groups (see `list`)")
+    parser.add_argument("--model", default=None,
+                        help="model to run: smollm2-135m-instruct (offline), a local HF directory or a TransformerLens "
+                             "name (default: the model recorded in the SAE's config)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help=f"text source: {DEFAULT_DATASET} (offline), a .txt/.jsonl/.parquet path or an HF dataset")
+    parser.add_argument("--n-windows", type=int, default=64, help="token windows to cut (default 64)")
+    parser.add_argument("--context-size", type=int, default=128, help="tokens per window, BOS included (default 128)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per model forward (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for document order and shuffles (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
+    parser.add_argument("--config", action="append", default=[], metavar="EVAL.FIELD=VALUE",
+                        help="override an eval config field; repeatable")
+    parser.add_argument("--allow-degenerate", action="store_true",
+                        help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)")
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.errors import UsageError
+    from tsae_evals.runner import RunRequest, run
+    from tsae_evals.summary import format_summary
+
+    for name in ("n_windows", "context_size", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1", "pass a positive number")
+    request = RunRequest(
+        sae_specs=args.sae,
+        eval_names=args.evals,
+        model=args.model,
+        dataset=args.dataset,
+        n_windows=args.n_windows,
+        context_size=args.context_size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        results_dir=args.results_dir,
+        config_overrides=args.config,
+        allow_degenerate=args.allow_degenerate,
+        verbose=args.verbose,
+    )
+    outcomes = run(request)
+    print(format_summary(outcomes))
+    problems = any(o.status != "ok" or o.preflight.failed for o in outcomes)
+    return 1 if problems else 0

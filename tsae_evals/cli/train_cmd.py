@@ -1,0 +1,65 @@
+"""`train`: train an SAE with sae-lens's trainer on the model's activations."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tsae_evals.data.documents import DEFAULT_DATASET
+from tsae_evals.models import DEFAULT_MODEL
+
+EPILOG = """examples:
+  python -m tsae_evals train --arch relu --layer 6 --tokens 300000 --out saes/l6-relu
+  python -m tsae_evals train --arch topk --k 32 --layer 6 --tokens 300000 --out saes/l6-topk
+speed on 2 CPU cores (SmolLM2, layer 6): roughly 1.5k-2k tokens/s, activations and training together.
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train an SAE",
+        description="Train an SAE on blocks.LAYER.hook_resid_post with sae-lens's trainer; saves a sae-lens directory.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--arch", required=True, help="relu, topk or batchtopk")
+    parser.add_argument("--layer", type=int, required=True, help="residual-stream layer to read")
+    parser.add_argument("--tokens", type=int, required=True, help="training tokens (activations)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (sae-lens format)")
+    parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_model (default 4)")
+    parser.add_argument("--l1", type=float, default=5.0, help="L1 coefficient for relu (default 5)")
+    parser.add_argument("--k", type=int, default=32, help="k for topk/batchtopk (default 32)")
+    parser.add_argument("--lr", type=float, default=4e-4, help="learning rate (default 4e-4)")
+    parser.add_argument("--batch-size-tokens", type=int, default=2048, help="activations per step (default 2048)")
+    parser.add_argument("--context-size", type=int, default=128, help="tokens per window, BOS included")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL} (offline)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET} (offline)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.training import TrainRequest, train
+
+    out = train(
+        TrainRequest(
+            arch=args.arch,
+            layer=args.layer,
+            tokens=args.tokens,
+            out=args.out,
+            expansion=args.expansion,
+            l1_coefficient=args.l1,
+            k=args.k,
+            lr=args.lr,
+            batch_size_tokens=args.batch_size_tokens,
+            context_size=args.context_size,
+            model=args.model,
+            dataset=args.dataset,
+            seed=args.seed,
+            device=args.device,
+        )
+    )
+    print(f"saved SAE to {out}")
+    return 0

@@ -1,0 +1,36 @@
+"""The table `run` prints: one block per eval, one row per SAE, with preflight and failures spelled out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from tsae_evals.runner import EvalOutcome
+
+
+def format_summary(outcomes: list[EvalOutcome]) -> str:
+    blocks = []
+    for eval_name in dict.fromkeys(o.eval_name for o in outcomes):
+        rows = [o for o in outcomes if o.eval_name == eval_name]
+        columns = list(dict.fromkeys(key for o in rows for key in o.summary))
+        table = [
+            [o.sae_label, o.preflight.status, o.status, *(_cell(o.summary.get(c)) for c in columns)] for o in rows
+        ]
+        blocks.append(f"== {eval_name}\n" + tabulate(table, headers=["sae", "preflight", "status", *columns]))
+    notes = []
+    for label in dict.fromkeys(o.sae_label for o in outcomes):
+        report = next(o.preflight for o in outcomes if o.sae_label == label)
+        if report.status != "pass":
+            verdict = "NOT MEANINGFUL" if report.failed else "warning"
+            notes.append(f"preflight {verdict} for {label}: {report.headline()}")
+    notes += [f"{o.status}: {o.eval_name} on {o.sae_label}: {o.message}" for o in outcomes if o.status != "ok"]
+    written = [f"wrote {o.path}" for o in outcomes if o.path is not None]
+    return "\n\n".join(blocks + ["\n".join(notes + written)]).rstrip()
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
