@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,8 +95,11 @@ class _Prepared:
     hook_name: str
 
 
-def run(request: RunRequest) -> list[EvalOutcome]:
-    """Evaluate every SAE on every eval; a failing eval is recorded and the others still run and save."""
+def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = None) -> list[EvalOutcome]:
+    """Evaluate every SAE on every eval; a failing eval is recorded and the others still run and save.
+
+    `model_loader(name, device)` defaults to `tsae_evals.models.load_model`; tests pass a tiny model's.
+    """
     from tsae_evals.data import load_documents, make_windows
     from tsae_evals.models import load_model
     from tsae_evals.saes import check_sae_fits_model, load_sae, resolve_sae, sae_hook_name, split_sae_specs
@@ -116,7 +120,7 @@ def run(request: RunRequest) -> list[EvalOutcome]:
     windows: dict[str, TokenWindows] = {}
     for item in prepared:
         if item.model_name not in models:
-            model = load_model(item.model_name, request.device)
+            model = (model_loader or load_model)(item.model_name, request.device)
             documents = load_documents(request.dataset, seed=request.seed)
             models[item.model_name] = model
             windows[item.model_name] = make_windows(

@@ -1,0 +1,88 @@
+"""A tiny random HookedTransformer with a real (tiny, trained-in-memory) tokenizer, tiny SAEs and a text corpus."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HOOK = "blocks.0.hook_resid_post"
+D_MODEL = 32
+TINY_MODEL_NAME = "tiny-test-model"
+
+WORDS = (
+    "the cat sat on a mat while dogs ran across green fields under bright skies and children laughed "
+    "at birds that sang songs about rivers mountains forests cities markets trains boats letters numbers"
+).split()
+
+
+def corpus(n_documents: int = 60, words_per_document: int = 120, seed: int = 0) -> list[str]:
+    generator = torch.Generator().manual_seed(seed)
+    documents = []
+    for _ in range(n_documents):
+        picks = torch.randint(0, len(WORDS), (words_per_document,), generator=generator)
+        documents.append(" ".join(WORDS[i] for i in picks))
+    return documents
+
+
+def write_corpus(path: Path, **kwargs: Any) -> Path:
+    path.write_text("\n\n".join(corpus(**kwargs)), encoding="utf-8")
+    return path
+
+
+def tiny_tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<bos>", "<eos>", "<pad>"])
+    tokenizer.train_from_iterator(corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    # TransformerLens reloads the tokenizer by its name_or_path, so it must live in a directory.
+    directory = tempfile.mkdtemp(prefix="tsae-tiny-tokenizer-")
+    fast.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def tiny_model(seed: int = 0) -> Any:
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import HookedTransformerConfig
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=D_MODEL, n_heads=2, d_head=16, d_mlp=64, n_ctx=64,
+        d_vocab=len(tokenizer), act_fn="gelu", normalization_type="LN", model_name=TINY_MODEL_NAME, seed=seed,
+    )
+    return HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
+
+
+def tiny_sae(d_sae: int = 64, seed: int = 0, hook_name: str = HOOK, d_in: int = D_MODEL) -> Any:
+    """A StandardSAE with random unit-norm decoder rows and encoder = decoder^T: sparse-ish and non-degenerate."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    generator = torch.Generator().manual_seed(seed)
+    cfg = StandardSAEConfig(
+        d_in=d_in, d_sae=d_sae,
+        metadata=SAEMetadata(hook_name=hook_name, model_name=TINY_MODEL_NAME, context_size=32, prepend_bos=True),
+    )
+    sae = StandardSAE(cfg)
+    decoder = torch.randn(d_sae, d_in, generator=generator)
+    decoder /= decoder.norm(dim=-1, keepdim=True)
+    with torch.no_grad():
+        sae.W_dec.copy_(decoder)
+        sae.W_enc.copy_(decoder.T)
+        sae.b_enc.fill_(-0.5)
+        sae.b_dec.zero_()
+    return sae.eval()
+
+
+def save_sae(sae: Any, path: Path) -> Path:
+    sae.save_model(str(path))
+    return path

@@ -1,0 +1,127 @@
+"""`run` end to end on the tiny model: both evals write SAE-Bench-format JSON; failures stay contained."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import helpers
+from tsae_evals import registry
+from tsae_evals.errors import UsageError
+from tsae_evals.runner import RunRequest, run
+
+SAEBENCH_KEYS = {
+    "eval_type_id", "eval_config", "eval_id", "datetime_epoch_millis", "eval_result_metrics", "eval_result_details",
+    "sae_bench_commit_hash", "sae_lens_id", "sae_lens_release_id", "sae_lens_version", "sae_cfg_dict",
+    "eval_result_unstructured",
+}
+FAST_CORE = ["core.batch_size_prompts=2", "core.n_eval_reconstruction_batches=1", "core.n_eval_sparsity_variance_batches=2"]
+
+
+def _request(sae_dir: Path, corpus_file: Path, results_dir: Path, evals: str, **overrides) -> RunRequest:
+    fields = dict(
+        sae_specs=[str(sae_dir)], eval_names=evals, dataset=str(corpus_file), n_windows=12, context_size=32,
+        batch_size=4, results_dir=results_dir, config_overrides=list(FAST_CORE) if "core" in evals else [],
+    )
+    fields.update(overrides)
+    return RunRequest(**fields)
+
+
+def _loader(tiny_model):
+    return lambda name, device: tiny_model
+
+
+def test_core_and_temporal_stability_write_saebench_json(tiny_model, sae_dir, corpus_file, tmp_path):
+    request = _request(sae_dir, corpus_file, tmp_path / "results", "core,temporal_stability")
+    outcomes = run(request, model_loader=_loader(tiny_model))
+    assert [(o.eval_name, o.status) for o in outcomes] == [("core", "ok"), ("temporal_stability", "ok")]
+    for outcome in outcomes:
+        record = json.loads(outcome.path.read_text())
+        assert SAEBENCH_KEYS <= record.keys()
+        assert record["eval_type_id"] == outcome.eval_name
+        assert record["sae_lens_release_id"] == "local" and record["sae_lens_id"] == "tiny_sae"
+        provenance = record["provenance"]
+        assert provenance["model"] == helpers.TINY_MODEL_NAME and provenance["hook_name"] == helpers.HOOK
+        assert provenance["seed"] == 0 and provenance["package_versions"]["sae-bench"] == "0.6.0"
+        assert provenance["preflight"]["status"] in {"pass", "warn"}
+    core = json.loads(outcomes[0].path.read_text())["eval_result_metrics"]
+    assert set(core) >= {"model_behavior_preservation", "model_performance_preservation", "reconstruction_quality",
+                         "shrinkage", "sparsity", "misc_metrics"}
+    assert math.isfinite(core["model_performance_preservation"]["ce_loss_without_sae"])
+    assert core["sparsity"]["l0"] > 0
+    # the per-latent details are SAE-Bench's CoreFeatureMetric rows, one per latent
+    assert len(json.loads(outcomes[0].path.read_text())["eval_result_details"]) == 64
+    assert outcomes[0].path.parent.name == "core" and outcomes[1].path.parent.name == "temporal_stability"
+
+
+def test_core_matches_a_hand_computed_l0(tiny_model, sae_dir, corpus_file, tmp_path):
+    """SAE-Bench's L0 on our windows equals the mean active count we compute on the same non-special tokens."""
+    request = _request(sae_dir, corpus_file, tmp_path / "results", "core")
+    outcome = run(request, model_loader=_loader(tiny_model))[0]
+    l0 = json.loads(outcome.path.read_text())["eval_result_metrics"]["sparsity"]["l0"]
+    from tsae_evals.data import load_documents, make_windows
+    from tsae_evals.saes import load_sae, resolve_sae
+
+    windows = make_windows(tiny_model.tokenizer, load_documents(str(corpus_file)), context_size=32, n_windows=4)
+    sae = load_sae(resolve_sae(str(sae_dir)))
+    _, cache = tiny_model.run_with_cache(windows.tokens, names_filter=[helpers.HOOK])
+    active = (sae.encode(cache[helpers.HOOK][:, 1:]) > 0).sum(-1).float()  # BOS is ignored by SAE-Bench too
+    assert l0 == pytest.approx(float(active.mean()), rel=1e-4)
+
+
+def test_a_failing_eval_keeps_the_other_results(tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch):
+    from tsae_evals.evals.temporal_stability.config import TemporalStabilityConfig
+
+    def explode(ctx, cfg):
+        """Always fails."""
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(registry._REGISTRY, "exploding", registry.EvalSpec(
+        name="exploding", version=1, description="fails", config_cls=TemporalStabilityConfig, fn=explode, group=None))
+    request = _request(sae_dir, corpus_file, tmp_path / "results", "exploding,temporal_stability")
+    outcomes = run(request, model_loader=_loader(tiny_model))
+    assert [o.status for o in outcomes] == ["failed", "ok"]
+    assert "boom" in outcomes[0].message
+    assert outcomes[1].path.exists()
+    assert not (tmp_path / "results" / "exploding").exists()
+
+
+def test_degenerate_sae_is_skipped_unless_allowed(tiny_model, corpus_file, tmp_path):
+    zeroed = helpers.tiny_sae()
+    with torch.no_grad():
+        for parameter in zeroed.parameters():
+            parameter.zero_()
+    sae_dir = helpers.save_sae(zeroed, tmp_path / "zeroed")
+    request = _request(sae_dir, corpus_file, tmp_path / "results", "temporal_stability")
+    skipped = run(request, model_loader=_loader(tiny_model))[0]
+    assert skipped.status == "skipped" and "exactly zero" in skipped.message
+    assert not (tmp_path / "results").exists()
+
+    request.allow_degenerate = True
+    forced = run(request, model_loader=_loader(tiny_model))[0]
+    record = json.loads(forced.path.read_text())
+    assert record["provenance"]["preflight"]["status"] == "fail"
+    assert any("exactly zero" in p for p in record["provenance"]["preflight"]["problems"])
+
+
+def test_d_in_mismatch_and_unknown_hook_are_usage_errors(tiny_model, corpus_file, tmp_path):
+    wide = helpers.save_sae(helpers.tiny_sae(d_in=48), tmp_path / "wide")
+    with pytest.raises(UsageError, match="d_in 48"):
+        run(_request(wide, corpus_file, tmp_path / "r", "temporal_stability"), model_loader=_loader(tiny_model))
+    elsewhere = helpers.save_sae(helpers.tiny_sae(hook_name="blocks.9.hook_resid_post"), tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match="does not exist on model"):
+        run(_request(elsewhere, corpus_file, tmp_path / "r", "temporal_stability"), model_loader=_loader(tiny_model))
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_overrides_are_validated(tiny_model, sae_dir, corpus_file, tmp_path):
+    bad = _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.max_lag=0"])
+    with pytest.raises(UsageError, match="max_lag"):
+        run(bad, model_loader=_loader(tiny_model))
+    unknown = _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.nope=1"])
+    with pytest.raises(UsageError, match="nope"):
+        run(unknown, model_loader=_loader(tiny_model))
