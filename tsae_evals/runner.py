@@ -116,12 +116,12 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
         model_name = request.model or sae.cfg.metadata.model_name or DEFAULT_MODEL
         prepared.append(_Prepared(ref, sae, model_name, sae_hook_name(sae)))
 
+    documents = load_documents(request.dataset, seed=request.seed)
     models: dict[str, Any] = {}
     windows: dict[str, TokenWindows] = {}
     for item in prepared:
         if item.model_name not in models:
             model = (model_loader or load_model)(item.model_name, request.device)
-            documents = load_documents(request.dataset, seed=request.seed)
             models[item.model_name] = model
             windows[item.model_name] = make_windows(
                 model.tokenizer, documents, context_size=request.context_size, n_windows=request.n_windows
