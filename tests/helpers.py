@@ -12,10 +12,41 @@ HOOK = "blocks.0.hook_resid_post"
 D_MODEL = 32
 TINY_MODEL_NAME = "tiny-test-model"
 
-WORDS = (
-    "the cat sat on a mat while dogs ran across green fields under bright skies and children laughed "
-    "at birds that sang songs about rivers mountains forests cities markets trains boats letters numbers"
-).split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "while",
+    "dogs",
+    "ran",
+    "across",
+    "green",
+    "fields",
+    "under",
+    "bright",
+    "skies",
+    "and",
+    "children",
+    "laughed",
+    "at",
+    "birds",
+    "that",
+    "sang",
+    "songs",
+    "about",
+    "rivers",
+    "mountains",
+    "forests",
+    "cities",
+    "markets",
+    "trains",
+    "boats",
+    "letters",
+    "numbers",
+]
 
 
 def corpus(n_documents: int = 60, words_per_document: int = 120, seed: int = 0) -> list[str]:
@@ -56,8 +87,17 @@ def tiny_model(seed: int = 0) -> Any:
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=D_MODEL, n_heads=2, d_head=16, d_mlp=64, n_ctx=64,
-        d_vocab=len(tokenizer), act_fn="gelu", normalization_type="LN", model_name=TINY_MODEL_NAME, seed=seed,
+        n_layers=2,
+        d_model=D_MODEL,
+        n_heads=2,
+        d_head=16,
+        d_mlp=64,
+        n_ctx=64,
+        d_vocab=len(tokenizer),
+        act_fn="gelu",
+        normalization_type="LN",
+        model_name=TINY_MODEL_NAME,
+        seed=seed,
     )
     return HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
 
@@ -69,7 +109,8 @@ def tiny_sae(d_sae: int = 64, seed: int = 0, hook_name: str = HOOK, d_in: int = 
 
     generator = torch.Generator().manual_seed(seed)
     cfg = StandardSAEConfig(
-        d_in=d_in, d_sae=d_sae,
+        d_in=d_in,
+        d_sae=d_sae,
         metadata=SAEMetadata(hook_name=hook_name, model_name=TINY_MODEL_NAME, context_size=32, prepend_bos=True),
     )
     sae = StandardSAE(cfg)

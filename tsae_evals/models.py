@@ -30,7 +30,10 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def cache_dir() -> Path:
     """Where converted models and the demo SAE live: `$TSAE_EVALS_CACHE`, else `~/.cache/tsae_evals`."""
-    root = os.environ.get("TSAE_EVALS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tsae_evals"
+    root = (
+        os.environ.get("TSAE_EVALS_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tsae_evals"
+    )
     return Path(root)
 
 
@@ -57,7 +60,7 @@ def smollm2_hf_dir() -> Path:
     # The weights are now plain fp32; the GGUF marker would make transformers refuse to save or re-quantise.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
     try:

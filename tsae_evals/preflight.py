@@ -54,7 +54,9 @@ def _nonfinite_parameters(sae: SAE[Any]) -> list[str]:
     import torch
 
     tensors = {**dict(sae.named_parameters()), **dict(sae.named_buffers())}
-    return sorted(name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all())
+    return sorted(
+        name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    )
 
 
 def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
@@ -68,8 +70,14 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
     if bad_parameters:
         problems.append(f"non-finite weights in {', '.join(bad_parameters)}")
         return PreflightReport(
-            status="fail", problems=problems, warnings=warnings, probe_tokens=probe_tokens,
-            explained_variance=None, mean_l0=None, dead_fraction=None, decoder_norm_median=None,
+            status="fail",
+            problems=problems,
+            warnings=warnings,
+            probe_tokens=probe_tokens,
+            explained_variance=None,
+            mean_l0=None,
+            dead_fraction=None,
+            decoder_norm_median=None,
         )
     with torch.no_grad():
         latents = sae.encode(activations)
@@ -82,8 +90,14 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
     if not torch.isfinite(x_hat).all() or not torch.isfinite(f).all():
         problems.append("the SAE outputs NaN or inf on real activations")
         return PreflightReport(
-            status="fail", problems=problems, warnings=warnings, probe_tokens=probe_tokens,
-            explained_variance=None, mean_l0=None, dead_fraction=None, decoder_norm_median=decoder_norm_median,
+            status="fail",
+            problems=problems,
+            warnings=warnings,
+            probe_tokens=probe_tokens,
+            explained_variance=None,
+            mean_l0=None,
+            dead_fraction=None,
+            decoder_norm_median=decoder_norm_median,
         )
     total_variance = (x - x.mean(0)).pow(2).sum()
     explained_variance = float(1 - (x - x_hat).pow(2).sum() / total_variance)
@@ -104,7 +118,12 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
         warnings.append(f"explained variance {explained_variance:.3f} < 0: worse than predicting the mean")
     status: Literal["pass", "warn", "fail"] = "fail" if problems else "warn" if warnings else "pass"
     return PreflightReport(
-        status=status, problems=problems, warnings=warnings, probe_tokens=probe_tokens,
-        explained_variance=explained_variance, mean_l0=mean_l0, dead_fraction=dead_fraction,
+        status=status,
+        problems=problems,
+        warnings=warnings,
+        probe_tokens=probe_tokens,
+        explained_variance=explained_variance,
+        mean_l0=mean_l0,
+        dead_fraction=dead_fraction,
         decoder_norm_median=decoder_norm_median,
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from tsae_evals.data import DEFAULT_DATASET
-from tsae_evals.errors import EvalFailed, UsageError
+from tsae_evals.errors import UsageError
 from tsae_evals.models import DEFAULT_MODEL
 from tsae_evals.registry import EvalSpec, parse_eval_names
 
@@ -67,9 +67,14 @@ def build_configs(specs: list[EvalSpec], overrides: list[str]) -> dict[str, Base
         key, sep, raw = override.partition("=")
         eval_name, dot, field_name = key.partition(".")
         if not sep or not dot:
-            raise UsageError(f"malformed --config {override!r}", "write it as eval.field=value, e.g. core.batch_size_prompts=4")
+            raise UsageError(
+                f"malformed --config {override!r}", "write it as eval.field=value, e.g. core.batch_size_prompts=4"
+            )
         if eval_name not in values:
-            raise UsageError(f"--config {override!r} names eval {eval_name!r}, which this run does not include", "add it to --evals or drop the override")
+            raise UsageError(
+                f"--config {override!r} names eval {eval_name!r}, which this run does not include",
+                "add it to --evals or drop the override",
+            )
         try:
             values[eval_name][field_name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -144,9 +149,16 @@ def _evaluate_sae(
 ) -> list[EvalOutcome]:
     from tsae_evals.context import EvalContext
     from tsae_evals.preflight import run_preflight
-    from tsae_evals.results import Provenance, build_record, config_hash, git_state, package_versions, python_version
+    from tsae_evals.results import (
+        Provenance,
+        build_record,
+        config_hash,
+        git_state,
+        package_versions,
+        python_version,
+        write_json_atomic,
+    )
     from tsae_evals.results import result_path as path_for
-    from tsae_evals.results import write_json_atomic
 
     ctx = EvalContext(
         model=model,

@@ -51,8 +51,9 @@ def split_sae_specs(values: list[str]) -> list[str]:
 
 
 def known_architectures() -> list[str]:
-    import custom_saes  # noqa: F401  (registers the tsae_ architectures with sae-lens)
     from sae_lens.registry import SAE_CLASS_REGISTRY
+
+    import custom_saes  # noqa: F401  (registers the tsae_ architectures with sae-lens)
 
     return sorted(SAE_CLASS_REGISTRY)
 
@@ -68,7 +69,10 @@ def resolve_sae(spec: str) -> SAERef:
         return _resolve_directory(spec, path)
     release, _, sae_id = spec.partition(":")
     if not release or not sae_id:
-        raise UsageError(f"malformed pretrained SAE {spec!r}", "write it as release:sae_id, e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre")
+        raise UsageError(
+            f"malformed pretrained SAE {spec!r}",
+            "write it as release:sae_id, e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre",
+        )
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
@@ -81,7 +85,10 @@ def resolve_sae(spec: str) -> SAERef:
             f"did you mean {', '.join(close)}?" if close else "see sae-lens's pretrained_saes.yaml for release names",
         )
     if sae_id not in directory[release].saes_map:
-        raise UsageError(f"release {release!r} has no SAE {sae_id!r}", f"pick one of its ids, e.g. {next(iter(directory[release].saes_map))}")
+        raise UsageError(
+            f"release {release!r} has no SAE {sae_id!r}",
+            f"pick one of its ids, e.g. {next(iter(directory[release].saes_map))}",
+        )
     if _hub_offline():
         raise UsageError(
             f"SAE {spec!r} must be downloaded from the Hugging Face hub, but HF_HUB_OFFLINE is set",
@@ -92,7 +99,10 @@ def resolve_sae(spec: str) -> SAERef:
 
 def _resolve_directory(spec: str, path: Path) -> SAERef:
     if not path.is_dir():
-        raise UsageError(f"SAE directory {spec!r} does not exist", "pass a sae-lens directory (cfg.json + sae_weights.safetensors) or release:sae_id")
+        raise UsageError(
+            f"SAE directory {spec!r} does not exist",
+            "pass a sae-lens directory (cfg.json + sae_weights.safetensors) or release:sae_id",
+        )
     missing = [name for name in (CFG_FILE, WEIGHTS_FILE) if not (path / name).is_file()]
     if missing:
         raise UsageError(
@@ -102,7 +112,9 @@ def _resolve_directory(spec: str, path: Path) -> SAERef:
     try:
         cfg = json.loads((path / CFG_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path / CFG_FILE} is not valid JSON ({exc})", "re-save the SAE; the config file is corrupt") from exc
+        raise UsageError(
+            f"{path / CFG_FILE} is not valid JSON ({exc})", "re-save the SAE; the config file is corrupt"
+        ) from exc
     if not isinstance(cfg, dict) or "d_in" not in cfg or "d_sae" not in cfg:
         raise UsageError(f"{path / CFG_FILE} lacks d_in/d_sae", "re-save the SAE with sae-lens so cfg.json is complete")
     architecture = cfg.get("architecture", "standard")
@@ -117,14 +129,17 @@ def _resolve_directory(spec: str, path: Path) -> SAERef:
         )
     hook_name = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
     if not hook_name:
-        raise UsageError(f"{path / CFG_FILE} records no hook_name", "add metadata.hook_name (e.g. blocks.6.hook_resid_post)")
+        raise UsageError(
+            f"{path / CFG_FILE} records no hook_name", "add metadata.hook_name (e.g. blocks.6.hook_resid_post)"
+        )
     return SAERef(spec=spec, path=path, release="local", sae_id=path.resolve().name, cfg=cfg)
 
 
 def load_sae(ref: SAERef, device: str = "cpu") -> SAE[Any]:
     """Load the SAE's weights; corrupt files become a UsageError naming the directory."""
-    import custom_saes  # noqa: F401
     from sae_lens import SAE
+
+    import custom_saes  # noqa: F401
 
     if ref.path is None:
         try:

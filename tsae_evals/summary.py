@@ -15,9 +15,7 @@ def format_summary(outcomes: list[EvalOutcome]) -> str:
     for eval_name in dict.fromkeys(o.eval_name for o in outcomes):
         rows = [o for o in outcomes if o.eval_name == eval_name]
         columns = list(dict.fromkeys(key for o in rows for key in o.summary))
-        table = [
-            [o.sae_label, o.preflight.status, o.status, *(_cell(o.summary.get(c)) for c in columns)] for o in rows
-        ]
+        table = [[o.sae_label, o.preflight.status, o.status, *(_cell(o.summary.get(c)) for c in columns)] for o in rows]
         blocks.append(f"== {eval_name}\n" + tabulate(table, headers=["sae", "preflight", "status", *columns]))
     notes = []
     for label in dict.fromkeys(o.sae_label for o in outcomes):

@@ -114,10 +114,13 @@ def train(request: TrainRequest) -> Path:
         close = difflib.get_close_matches(request.arch, list(TRAINING_ARCHITECTURES), n=3, cutoff=0.4)
         raise UsageError(
             f"unknown architecture {request.arch!r}",
-            f"use one of {', '.join(sorted(TRAINING_ARCHITECTURES))}" + (f" (did you mean {close[0]}?)" if close else ""),
+            f"use one of {', '.join(sorted(TRAINING_ARCHITECTURES))}"
+            + (f" (did you mean {close[0]}?)" if close else ""),
         )
     if request.tokens < request.batch_size_tokens:
-        raise UsageError(f"--tokens {request.tokens} is less than one batch", f"train on at least {request.batch_size_tokens} tokens")
+        raise UsageError(
+            f"--tokens {request.tokens} is less than one batch", f"train on at least {request.batch_size_tokens} tokens"
+        )
     model = load_model(request.model, request.device)
     if not 0 <= request.layer < model.cfg.n_layers:
         raise UsageError(f"layer {request.layer} does not exist", f"pick a layer in 0..{model.cfg.n_layers - 1}")

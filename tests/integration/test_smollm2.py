@@ -53,11 +53,25 @@ def test_train_then_run_core_and_temporal_stability(tmp_path, capsys):
     assert cfg["metadata"]["hook_name"] == "blocks.3.hook_resid_post" and cfg["d_in"] == 576
 
     results = tmp_path / "results"
-    code = main([
-        "run", "--sae", str(sae_dir), "--evals", "core,temporal_stability", "--n-windows", "16",
-        "--results-dir", str(results), "--config", "core.batch_size_prompts=4",
-        "--config", "core.n_eval_reconstruction_batches=1", "--config", "core.n_eval_sparsity_variance_batches=2",
-    ])
+    code = main(
+        [
+            "run",
+            "--sae",
+            str(sae_dir),
+            "--evals",
+            "core,temporal_stability",
+            "--n-windows",
+            "16",
+            "--results-dir",
+            str(results),
+            "--config",
+            "core.batch_size_prompts=4",
+            "--config",
+            "core.n_eval_reconstruction_batches=1",
+            "--config",
+            "core.n_eval_sparsity_variance_batches=2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "== core" in out and "== temporal_stability" in out

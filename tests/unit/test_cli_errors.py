@@ -79,7 +79,9 @@ def test_missing_dataset_file(capsys, tmp_path, sae_dir):
 
 def test_unreadable_dataset_file(capsys, tmp_path, sae_dir):
     (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": broken\n')
-    code, err = _run(capsys, tmp_path, "--sae", str(sae_dir), "--evals", "core", "--dataset", str(tmp_path / "broken.jsonl"))
+    code, err = _run(
+        capsys, tmp_path, "--sae", str(sae_dir), "--evals", "core", "--dataset", str(tmp_path / "broken.jsonl")
+    )
     _assert_clean_error(code, err, tmp_path, "cannot read the dataset file", "JSONDecodeError")
 
 

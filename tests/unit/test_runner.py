@@ -15,17 +15,36 @@ from tsae_evals.errors import UsageError
 from tsae_evals.runner import RunRequest, run
 
 SAEBENCH_KEYS = {
-    "eval_type_id", "eval_config", "eval_id", "datetime_epoch_millis", "eval_result_metrics", "eval_result_details",
-    "sae_bench_commit_hash", "sae_lens_id", "sae_lens_release_id", "sae_lens_version", "sae_cfg_dict",
+    "eval_type_id",
+    "eval_config",
+    "eval_id",
+    "datetime_epoch_millis",
+    "eval_result_metrics",
+    "eval_result_details",
+    "sae_bench_commit_hash",
+    "sae_lens_id",
+    "sae_lens_release_id",
+    "sae_lens_version",
+    "sae_cfg_dict",
     "eval_result_unstructured",
 }
-FAST_CORE = ["core.batch_size_prompts=2", "core.n_eval_reconstruction_batches=1", "core.n_eval_sparsity_variance_batches=2"]
+FAST_CORE = [
+    "core.batch_size_prompts=2",
+    "core.n_eval_reconstruction_batches=1",
+    "core.n_eval_sparsity_variance_batches=2",
+]
 
 
 def _request(sae_dir: Path, corpus_file: Path, results_dir: Path, evals: str, **overrides) -> RunRequest:
     fields = dict(
-        sae_specs=[str(sae_dir)], eval_names=evals, dataset=str(corpus_file), n_windows=12, context_size=32,
-        batch_size=4, results_dir=results_dir, config_overrides=list(FAST_CORE) if "core" in evals else [],
+        sae_specs=[str(sae_dir)],
+        eval_names=evals,
+        dataset=str(corpus_file),
+        n_windows=12,
+        context_size=32,
+        batch_size=4,
+        results_dir=results_dir,
+        config_overrides=list(FAST_CORE) if "core" in evals else [],
     )
     fields.update(overrides)
     return RunRequest(**fields)
@@ -41,7 +60,7 @@ def test_core_and_temporal_stability_write_saebench_json(tiny_model, sae_dir, co
     assert [(o.eval_name, o.status) for o in outcomes] == [("core", "ok"), ("temporal_stability", "ok")]
     for outcome in outcomes:
         record = json.loads(outcome.path.read_text())
-        assert SAEBENCH_KEYS <= record.keys()
+        assert record.keys() >= SAEBENCH_KEYS
         assert record["eval_type_id"] == outcome.eval_name
         assert record["sae_lens_release_id"] == "local" and record["sae_lens_id"] == "tiny_sae"
         provenance = record["provenance"]
@@ -49,8 +68,14 @@ def test_core_and_temporal_stability_write_saebench_json(tiny_model, sae_dir, co
         assert provenance["seed"] == 0 and provenance["package_versions"]["sae-bench"] == "0.6.0"
         assert provenance["preflight"]["status"] in {"pass", "warn"}
     core = json.loads(outcomes[0].path.read_text())["eval_result_metrics"]
-    assert set(core) >= {"model_behavior_preservation", "model_performance_preservation", "reconstruction_quality",
-                         "shrinkage", "sparsity", "misc_metrics"}
+    assert set(core) >= {
+        "model_behavior_preservation",
+        "model_performance_preservation",
+        "reconstruction_quality",
+        "shrinkage",
+        "sparsity",
+        "misc_metrics",
+    }
     assert math.isfinite(core["model_performance_preservation"]["ce_loss_without_sae"])
     assert core["sparsity"]["l0"] > 0
     # the per-latent details are SAE-Bench's CoreFeatureMetric rows, one per latent
@@ -80,8 +105,13 @@ def test_a_failing_eval_keeps_the_other_results(tiny_model, sae_dir, corpus_file
         """Always fails."""
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(registry._REGISTRY, "exploding", registry.EvalSpec(
-        name="exploding", version=1, description="fails", config_cls=TemporalStabilityConfig, fn=explode, group=None))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "exploding",
+        registry.EvalSpec(
+            name="exploding", version=1, description="fails", config_cls=TemporalStabilityConfig, fn=explode, group=None
+        ),
+    )
     request = _request(sae_dir, corpus_file, tmp_path / "results", "exploding,temporal_stability")
     outcomes = run(request, model_loader=_loader(tiny_model))
     assert [o.status for o in outcomes] == ["failed", "ok"]
@@ -119,9 +149,13 @@ def test_d_in_mismatch_and_unknown_hook_are_usage_errors(tiny_model, corpus_file
 
 
 def test_config_overrides_are_validated(tiny_model, sae_dir, corpus_file, tmp_path):
-    bad = _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.max_lag=0"])
+    bad = _request(
+        sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.max_lag=0"]
+    )
     with pytest.raises(UsageError, match="max_lag"):
         run(bad, model_loader=_loader(tiny_model))
-    unknown = _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.nope=1"])
+    unknown = _request(
+        sae_dir, corpus_file, tmp_path / "r", "temporal_stability", config_overrides=["temporal_stability.nope=1"]
+    )
     with pytest.raises(UsageError, match="nope"):
         run(unknown, model_loader=_loader(tiny_model))

@@ -14,7 +14,9 @@ from tsae_evals.evals.temporal_stability.stream import score_stability
 def _score(latents: torch.Tensor, inputs: torch.Tensor | None = None, batch: int = 4, **overrides):
     cfg = TemporalStabilityConfig(**{"calibration_windows": 2, **overrides})
     inputs = torch.randn(*latents.shape[:2], 3) if inputs is None else inputs
-    batches = [(latents[i : i + batch], inputs[i : i + batch], inputs[i : i + batch]) for i in range(0, len(latents), batch)]
+    batches = [
+        (latents[i : i + batch], inputs[i : i + batch], inputs[i : i + batch]) for i in range(0, len(latents), batch)
+    ]
     return score_stability(iter(batches), latents.shape[-1], cfg, seed=0)
 
 
@@ -85,7 +87,10 @@ def _dense_reference(latents: torch.Tensor, min_firings: int, max_lag: int):
     jaccards, per_latent = [], {}
     for window in latents:
         for t in range(window.shape[0] - 1):
-            a, b = set((window[t] > 0).nonzero().flatten().tolist()), set((window[t + 1] > 0).nonzero().flatten().tolist())
+            a, b = (
+                set((window[t] > 0).nonzero().flatten().tolist()),
+                set((window[t + 1] > 0).nonzero().flatten().tolist()),
+            )
             if a | b:
                 jaccards.append(len(a & b) / len(a | b))
         for i in range(window.shape[1]):

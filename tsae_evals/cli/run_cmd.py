@@ -23,24 +23,43 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sae", action="append", required=True, metavar="PATH|RELEASE:ID",
-                        help="sae-lens directory or release:sae_id; repeatable or comma-separated")
+    parser.add_argument(
+        "--sae",
+        action="append",
+        required=True,
+        metavar="PATH|RELEASE:ID",
+        help="sae-lens directory or release:sae_id; repeatable or comma-separated",
+    )
     parser.add_argument("--evals", required=True, help="comma-separated eval names or groups (see `list`)")
-    parser.add_argument("--model", default=None,
-                        help="model to run: smollm2-135m-instruct (offline), a local HF directory or a TransformerLens "
-                             "name (default: the model recorded in the SAE's config)")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET,
-                        help=f"text source: {DEFAULT_DATASET} (offline), a .txt/.jsonl/.parquet path or an HF dataset")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model to run: smollm2-135m-instruct (offline), a local HF directory or a TransformerLens "
+        "name (default: the model recorded in the SAE's config)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help=f"text source: {DEFAULT_DATASET} (offline), a .txt/.jsonl/.parquet path or an HF dataset",
+    )
     parser.add_argument("--n-windows", type=int, default=64, help="token windows to cut (default 64)")
     parser.add_argument("--context-size", type=int, default=128, help="tokens per window, BOS included (default 128)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model forward (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for document order and shuffles (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
-    parser.add_argument("--config", action="append", default=[], metavar="EVAL.FIELD=VALUE",
-                        help="override an eval config field; repeatable")
-    parser.add_argument("--allow-degenerate", action="store_true",
-                        help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="EVAL.FIELD=VALUE",
+        help="override an eval config field; repeatable",
+    )
+    parser.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
     parser.set_defaults(handler=handle)
 

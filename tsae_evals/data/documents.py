@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def _hub_texts(name: str, max_documents: int) -> list[str]:
         import datasets
 
         stream = datasets.load_dataset(name, split="train", streaming=True)
-        return [str(row["text"]) for row, _ in zip(stream, range(max_documents))]
+        return [str(row["text"]) for row in itertools.islice(stream, max_documents)]
     except Exception as exc:  # datasets raises many unrelated types for "not reachable" and "not found"
         raise UsageError(
             f"cannot load the Hugging Face dataset {name!r}: {type(exc).__name__}: {exc}",

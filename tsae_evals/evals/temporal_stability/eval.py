@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from tsae_evals.errors import UsageError
 from tsae_evals.evals.temporal_stability.config import TemporalStabilityConfig
 from tsae_evals.evals.temporal_stability.result import TemporalStabilityResult
-from tsae_evals.errors import UsageError
 from tsae_evals.registry import register_eval
 
 if TYPE_CHECKING:
