@@ -6,7 +6,8 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ class TrainRequest:
     """Sparsity penalty for ReLU SAEs (sae-lens scales it by decoder norms; activations are normalised)."""
     k: int = 32
     """Active latents per token for TopK and BatchTopK SAEs."""
-    lr: float = 4e-4
+    lr: float = 1e-3
     """Adam learning rate."""
     batch_size_tokens: int = 2048
     """Activations per optimiser step."""
@@ -169,13 +170,49 @@ def train(request: TrainRequest) -> Path:
         override_model=model,
     )
     started = time.perf_counter()
-    sae = runner.run()
+    with _progress_with_l0_and_explained_variance():
+        sae = runner.run()
     sae.cfg.metadata.training_tokens = request.tokens
     sae.cfg.metadata.tsae_arch = request.arch
     sae.cfg.metadata.training_seed = request.seed
     sae.cfg.metadata.training_wall_time_s = round(time.perf_counter() - started, 1)
     _save_atomically(sae, request.out)
     return request.out
+
+
+@contextmanager
+def _progress_with_l0_and_explained_variance(every_steps: int = 10) -> Iterator[None]:
+    """Make sae-lens's progress bar update every few steps and show L0 and explained variance beside the losses.
+
+    sae-lens refreshes its bar every 100 steps and shows only losses: on CPU that is minutes without a sign of
+    life, and losses alone do not say whether the SAE is becoming sparse or faithful.
+    """
+    import torch
+    from sae_lens import llm_sae_training_runner
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    class ReportingTrainer(SAETrainer):  # type: ignore[misc]
+        def _update_pbar(self, step_output: Any, pbar: Any, update_interval: int = 100) -> None:
+            if self.n_training_steps % every_steps:
+                return
+            with torch.no_grad():
+                sae_in, sae_out = step_output.sae_in.float(), step_output.sae_out.float()
+                l0 = float((step_output.feature_acts > 0).float().sum(-1).mean())
+                variance = (sae_in - sae_in.mean(0)).pow(2).sum()
+                explained = float(1 - (sae_in - sae_out).pow(2).sum() / variance)
+            losses = " ".join(
+                f"{name}={float(value() if callable(value) else value):.3g}"
+                for name, value in step_output.losses.items()
+            )
+            pbar.set_description(f"step {self.n_training_steps} {losses} L0={l0:.1f} EV={explained:.3f}")
+            pbar.update(min(every_steps * self.cfg.train_batch_size_samples, pbar.total - pbar.n))
+
+    original = llm_sae_training_runner.SAETrainer
+    llm_sae_training_runner.SAETrainer = ReportingTrainer
+    try:
+        yield
+    finally:
+        llm_sae_training_runner.SAETrainer = original
 
 
 def _save_atomically(sae: Any, out: Path) -> None:

@@ -84,3 +84,12 @@ def test_train_then_run_core_and_temporal_stability(tmp_path, capsys):
     jaccard = temporal["eval_result_metrics"]["jaccard"]
     assert 0 < jaccard["adjacent_jaccard"] <= 1 and math.isfinite(jaccard["adjacent_jaccard_excess"])
     assert temporal["provenance"]["model"] == "smollm2-135m-instruct"
+
+
+def test_local_hf_directory_loads_as_the_same_model(smollm2):
+    from tsae_evals.models import load_model, smollm2_hf_dir
+
+    from_directory = load_model(str(smollm2_hf_dir()))
+    tokens = smollm2.to_tokens(TEXT, prepend_bos=True)
+    with torch.no_grad():
+        assert torch.allclose(from_directory(tokens), smollm2(tokens), atol=1e-5)

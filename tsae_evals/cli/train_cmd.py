@@ -30,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_model (default 4)")
     parser.add_argument("--l1", type=float, default=5.0, help="L1 coefficient for relu (default 5)")
     parser.add_argument("--k", type=int, default=32, help="k for topk/batchtopk (default 32)")
-    parser.add_argument("--lr", type=float, default=4e-4, help="learning rate (default 4e-4)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--batch-size-tokens", type=int, default=2048, help="activations per step (default 2048)")
     parser.add_argument("--context-size", type=int, default=128, help="tokens per window, BOS included")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL} (offline)")
