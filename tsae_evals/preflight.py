@@ -33,14 +33,19 @@ class PreflightReport(BaseModel):
     """Reasons for `warn`, one sentence each."""
     probe_tokens: int
     """Tokens in the probe batch (BOS excluded)."""
-    explained_variance: float | None
+    explained_variance: float | None = None
     """1 - sum of squared reconstruction error / total variance of the input, on the probe batch."""
-    mean_l0: float | None
+    mean_l0: float | None = None
     """Mean number of active latents per token on the probe batch."""
-    dead_fraction: float | None
+    dead_fraction: float | None = None
     """Share of latents that never fired on the probe batch."""
-    decoder_norm_median: float | None
+    decoder_norm_median: float | None = None
     """Median L2 norm of the decoder rows."""
+
+    @classmethod
+    def from_findings(cls, problems: list[str], warnings: list[str], **stats: Any) -> PreflightReport:
+        status: Literal["pass", "warn", "fail"] = "fail" if problems else "warn" if warnings else "pass"
+        return cls(status=status, problems=problems, warnings=warnings, **stats)
 
     @property
     def failed(self) -> bool:
@@ -69,16 +74,7 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
     bad_parameters = _nonfinite_parameters(sae)
     if bad_parameters:
         problems.append(f"non-finite weights in {', '.join(bad_parameters)}")
-        return PreflightReport(
-            status="fail",
-            problems=problems,
-            warnings=warnings,
-            probe_tokens=probe_tokens,
-            explained_variance=None,
-            mean_l0=None,
-            dead_fraction=None,
-            decoder_norm_median=None,
-        )
+        return PreflightReport.from_findings(problems, warnings, probe_tokens=probe_tokens)
     with torch.no_grad():
         latents = sae.encode(activations)
         reconstruction = sae.decode(latents)
@@ -89,15 +85,8 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
     decoder_norm_median = float(sae.W_dec.detach().norm(dim=-1).median())
     if not torch.isfinite(x_hat).all() or not torch.isfinite(f).all():
         problems.append("the SAE outputs NaN or inf on real activations")
-        return PreflightReport(
-            status="fail",
-            problems=problems,
-            warnings=warnings,
-            probe_tokens=probe_tokens,
-            explained_variance=None,
-            mean_l0=None,
-            dead_fraction=None,
-            decoder_norm_median=decoder_norm_median,
+        return PreflightReport.from_findings(
+            problems, warnings, probe_tokens=probe_tokens, decoder_norm_median=decoder_norm_median
         )
     total_variance = (x - x.mean(0)).pow(2).sum()
     explained_variance = float(1 - (x - x_hat).pow(2).sum() / total_variance)
@@ -116,11 +105,9 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
         warnings.append(f"median decoder row norm is {decoder_norm_median:.3g}, far from 1")
     if explained_variance < 0 and not problems:
         warnings.append(f"explained variance {explained_variance:.3f} < 0: worse than predicting the mean")
-    status: Literal["pass", "warn", "fail"] = "fail" if problems else "warn" if warnings else "pass"
-    return PreflightReport(
-        status=status,
-        problems=problems,
-        warnings=warnings,
+    return PreflightReport.from_findings(
+        problems,
+        warnings,
         probe_tokens=probe_tokens,
         explained_variance=explained_variance,
         mean_l0=mean_l0,

@@ -55,9 +55,6 @@ class EvalSpec:
     fn: EvalFn
     group: str | None
 
-    def default_config(self) -> BaseModel:
-        return self.config_cls()
-
 
 _REGISTRY: dict[str, EvalSpec] = {}
 _loaded = False

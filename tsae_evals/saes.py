@@ -35,8 +35,6 @@ class SAERef:
     """SAE-Bench's `sae_lens_release_id`: the pretrained release, or `local` for a directory."""
     sae_id: str
     """SAE-Bench's `sae_lens_id`: the pretrained id, or the directory's name."""
-    cfg: dict[str, Any]
-    """The SAE's config as stored (empty for a pretrained SAE until it is loaded)."""
 
     @property
     def label(self) -> str:
@@ -94,7 +92,7 @@ def resolve_sae(spec: str) -> SAERef:
             f"SAE {spec!r} must be downloaded from the Hugging Face hub, but HF_HUB_OFFLINE is set",
             "unset HF_HUB_OFFLINE on a machine with hub access, or pass a local sae-lens directory",
         )
-    return SAERef(spec=spec, path=None, release=release, sae_id=sae_id, cfg={})
+    return SAERef(spec=spec, path=None, release=release, sae_id=sae_id)
 
 
 def _resolve_directory(spec: str, path: Path) -> SAERef:
@@ -132,7 +130,7 @@ def _resolve_directory(spec: str, path: Path) -> SAERef:
         raise UsageError(
             f"{path / CFG_FILE} records no hook_name", "add metadata.hook_name (e.g. blocks.6.hook_resid_post)"
         )
-    return SAERef(spec=spec, path=path, release="local", sae_id=path.resolve().name, cfg=cfg)
+    return SAERef(spec=spec, path=path, release="local", sae_id=path.resolve().name)
 
 
 def load_sae(ref: SAERef, device: str = "cpu") -> SAE[Any]:

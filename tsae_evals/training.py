@@ -205,7 +205,7 @@ def _progress_with_l0_and_explained_variance(every_steps: int = 10) -> Iterator[
                 for name, value in step_output.losses.items()
             )
             pbar.set_description(f"step {self.n_training_steps} {losses} L0={l0:.1f} EV={explained:.3f}")
-            pbar.update(min(every_steps * self.cfg.train_batch_size_samples, pbar.total - pbar.n))
+            pbar.update(min(self.n_training_samples, pbar.total) - pbar.n)
 
     original = llm_sae_training_runner.SAETrainer
     llm_sae_training_runner.SAETrainer = ReportingTrainer
