@@ -215,6 +215,11 @@ def _progress_with_l0_and_explained_variance(every_steps: int = 10) -> Iterator[
         llm_sae_training_runner.SAETrainer = original
 
 
+def _scalar(value: Any) -> float:
+    value = value() if callable(value) else value
+    return float(value.item()) if hasattr(value, "item") else float(value)
+
+
 def _save_atomically(sae: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
