@@ -115,6 +115,13 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
     if not sae_specs:
         raise UsageError("no SAE given", "pass --sae DIR (a sae-lens directory) or --sae release:sae_id")
     refs = [resolve_sae(spec) for spec in sae_specs]
+    labels = [ref.label for ref in refs]
+    clashing = sorted({label for label in labels if labels.count(label) > 1})
+    if clashing:
+        raise UsageError(
+            f"several SAEs would write results under the same name ({', '.join(clashing)})",
+            "give the SAE directories distinct names, or evaluate them in separate runs with separate --results-dir",
+        )
     prepared = []
     for ref in refs:
         sae = load_sae(ref, request.device).eval()

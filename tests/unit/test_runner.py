@@ -159,3 +159,29 @@ def test_config_overrides_are_validated(tiny_model, sae_dir, corpus_file, tmp_pa
     )
     with pytest.raises(UsageError, match="nope"):
         run(unknown, model_loader=_loader(tiny_model))
+
+
+def test_two_saes_with_the_same_directory_name_are_refused(tiny_model, corpus_file, tmp_path):
+    first = helpers.save_sae(helpers.tiny_sae(seed=1), tmp_path / "a" / "sae")
+    second = helpers.save_sae(helpers.tiny_sae(seed=2), tmp_path / "b" / "sae")
+    request = _request(first, corpus_file, tmp_path / "r", "temporal_stability", sae_specs=[f"{first},{second}"])
+    with pytest.raises(UsageError, match="same name"):
+        run(request, model_loader=_loader(tiny_model))
+
+
+def test_several_saes_share_one_model_and_each_gets_its_file(tiny_model, corpus_file, tmp_path):
+    first = helpers.save_sae(helpers.tiny_sae(seed=1), tmp_path / "first")
+    second = helpers.save_sae(helpers.tiny_sae(seed=2), tmp_path / "second")
+    loads = []
+
+    def counting_loader(name, device):
+        loads.append(name)
+        return tiny_model
+
+    request = _request(first, corpus_file, tmp_path / "r", "temporal_stability", sae_specs=[str(first), str(second)])
+    outcomes = run(request, model_loader=counting_loader)
+    assert loads == [helpers.TINY_MODEL_NAME]
+    assert sorted(o.path.name for o in outcomes) == [
+        "local_first_eval_results.json",
+        "local_second_eval_results.json",
+    ]
