@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import tsae_evals
 from tsae_evals.preflight import PreflightReport
@@ -28,53 +28,8 @@ RESULTS_SCHEMA_VERSION = 1
 TRACKED_PACKAGES = ("torch", "transformer-lens", "sae-lens", "sae-bench", "transformers", "numpy", "datasets")
 
 
-class Provenance(BaseModel):
-    """How a result was produced: enough to rerun it and to know whether two results are comparable."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
-    schema_version: int = RESULTS_SCHEMA_VERSION
-    """Version of this provenance block's layout."""
-    tsae_evals_version: str
-    """Version of tsae_evals."""
-    eval_name: str
-    """Registered eval name."""
-    eval_version: int
-    """Registered eval version; results of different versions are not comparable."""
-    config_hash: str
-    """SHA-256 (first 16 hex digits) of the eval config as JSON with sorted keys."""
-    git_revision: str | None
-    """Commit of the tsae_evals checkout, if it is one."""
-    git_dirty: bool | None
-    """Whether that checkout had uncommitted changes."""
-    model: str
-    """The `--model` the activations came from."""
-    hook_name: str
-    """Model hook the SAE reads."""
-    dataset: str
-    """The `--dataset` the token windows were cut from."""
-    n_windows: int
-    """Token windows available to the eval."""
-    context_size: int
-    """Tokens per window, BOS included."""
-    prepend_bos: bool
-    """Whether each window starts with BOS."""
-    seed: int
-    """Run seed."""
-    device: str
-    """Torch device."""
-    package_versions: dict[str, str]
-    """Versions of the packages that decide the numbers."""
-    python_version: str
-    """Python version."""
-    wall_time_s: float
-    """Seconds the eval itself took."""
-    preflight: PreflightReport
-    """Preflight checks of this SAE; a `fail` here means the metrics are not meaningful."""
-
-
 @cache
-def package_versions() -> dict[str, str]:
+def installed_versions() -> dict[str, str]:
     found = {}
     for name in TRACKED_PACKAGES:
         try:
@@ -100,6 +55,51 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
     status = git("status", "--porcelain", "--untracked-files=no")
     return revision, (bool(status) if status is not None else None)
+
+
+class Provenance(BaseModel):
+    """How a result was produced: enough to rerun it and to know whether two results are comparable."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    schema_version: int = RESULTS_SCHEMA_VERSION
+    """Version of this provenance block's layout."""
+    tsae_evals_version: str = Field(default_factory=lambda: tsae_evals.__version__)
+    """Version of tsae_evals."""
+    eval_name: str
+    """Registered eval name."""
+    eval_version: int
+    """Registered eval version; results of different versions are not comparable."""
+    config_hash: str
+    """SHA-256 (first 16 hex digits) of the eval config as JSON with sorted keys."""
+    git_revision: str | None = Field(default_factory=lambda: git_state()[0])
+    """Commit of the tsae_evals checkout, if it is one."""
+    git_dirty: bool | None = Field(default_factory=lambda: git_state()[1])
+    """Whether that checkout had uncommitted changes."""
+    model: str
+    """The `--model` the activations came from."""
+    hook_name: str
+    """Model hook the SAE reads."""
+    dataset: str
+    """The `--dataset` the token windows were cut from."""
+    n_windows: int
+    """Token windows available to the eval."""
+    context_size: int
+    """Tokens per window, BOS included."""
+    prepend_bos: bool
+    """Whether each window starts with BOS."""
+    seed: int
+    """Run seed."""
+    device: str
+    """Torch device."""
+    package_versions: dict[str, str] = Field(default_factory=installed_versions)
+    """Versions of the packages that decide the numbers."""
+    python_version: str = Field(default_factory=platform.python_version)
+    """Python version."""
+    wall_time_s: float
+    """Seconds the eval itself took."""
+    preflight: PreflightReport
+    """Preflight checks of this SAE; a `fail` here means the metrics are not meaningful."""
 
 
 def config_hash(config: BaseModel) -> str:
@@ -146,15 +146,11 @@ def build_record(
         "datetime_epoch_millis": int(time.time() * 1000),
         "eval_result_metrics": metrics,
         "eval_result_details": details,
-        "sae_bench_commit_hash": f"sae-bench=={package_versions()['sae-bench']}",
+        "sae_bench_commit_hash": f"sae-bench=={installed_versions()['sae-bench']}",
         "sae_lens_id": sae_id,
         "sae_lens_release_id": release,
-        "sae_lens_version": package_versions()["sae-lens"],
+        "sae_lens_version": installed_versions()["sae-lens"],
         "sae_cfg_dict": sae_cfg,
         "eval_result_unstructured": unstructured,
         "provenance": provenance.model_dump(mode="json"),
     }
-
-
-def python_version() -> str:
-    return platform.python_version()

@@ -160,9 +160,6 @@ def _evaluate_sae(
         Provenance,
         build_record,
         config_hash,
-        git_state,
-        package_versions,
-        python_version,
         write_json_atomic,
     )
     from tsae_evals.results import result_path as path_for
@@ -195,14 +192,10 @@ def _evaluate_sae(
             if request.verbose:
                 traceback.print_exc(file=sys.stderr)
             continue
-        revision, dirty = git_state()
         provenance = Provenance(
-            tsae_evals_version=_version(),
             eval_name=spec.name,
             eval_version=spec.version,
             config_hash=config_hash(config),
-            git_revision=revision,
-            git_dirty=dirty,
             model=str(model.cfg.model_name),
             hook_name=item.hook_name,
             dataset=windows.source,
@@ -211,8 +204,6 @@ def _evaluate_sae(
             prepend_bos=windows.prepend_bos,
             seed=request.seed,
             device=request.device,
-            package_versions=package_versions(),
-            python_version=python_version(),
             wall_time_s=round(time.perf_counter() - started, 3),
             preflight=preflight,
         )
@@ -231,9 +222,3 @@ def _evaluate_sae(
         write_json_atomic(outcome.path, record)
         outcome.status, outcome.summary = "ok", result.summary()
     return outcomes
-
-
-def _version() -> str:
-    import tsae_evals
-
-    return tsae_evals.__version__
