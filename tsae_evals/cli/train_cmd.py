@@ -11,7 +11,11 @@ from tsae_evals.models import DEFAULT_MODEL
 EPILOG = """examples:
   python -m tsae_evals train --arch relu --layer 6 --tokens 300000 --out saes/l6-relu
   python -m tsae_evals train --arch topk --k 32 --layer 6 --tokens 300000 --out saes/l6-topk
-speed on 2 CPU cores (SmolLM2, layer 6): roughly 1.5k-2k tokens/s, activations and training together.
+  python -m tsae_evals train --arch tsae_hierarchical --set beta2=10 --layer 6 --tokens 300000 --out saes/l6-hier
+  python -m tsae_evals train --arch tsae_temporal_lstm --set init_from=saes/l6-relu --layer 6 --tokens 200000 \
+      --out saes/l6-lstm
+  python -m tsae_evals train --arch random --set match=saes/l6-relu --layer 6 --tokens 20000 --out saes/l6-random
+architectures and their --set options: python -m tsae_evals list --archs
 """
 
 
@@ -23,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", required=True, help="relu, topk or batchtopk")
+    parser.add_argument("--arch", required=True, help="architecture id (python -m tsae_evals list --archs)")
     parser.add_argument("--layer", type=int, required=True, help="residual-stream layer to read")
     parser.add_argument("--tokens", type=int, required=True, help="training tokens (activations)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (sae-lens format)")
@@ -37,6 +41,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET} (offline)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--set", dest="options", action="append", default=[], metavar="NAME=VALUE", help="architecture setting"
+    )
+    parser.add_argument(
+        "--no-checkpoints", action="store_true", help="do not save phase checkpoints into OUT.checkpoints/"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -59,6 +69,8 @@ def handle(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             seed=args.seed,
             device=args.device,
+            options=tuple(args.options),
+            checkpoints=not args.no_checkpoints,
         )
     )
     print(f"saved SAE to {out}")

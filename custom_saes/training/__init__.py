@@ -1,0 +1,4 @@
+"""The training loop shared by the `tsae_` architectures whose recipes need phases, curricula or whole sequences.
+
+Architectures that fit sae-lens's trainer (ReLU, TopK, BatchTopK) train through it instead (tsae_evals.training).
+"""
