@@ -65,9 +65,11 @@ def build_random(job: TrainingJob, options: RandomOptions) -> Any:
 
 
 def _width_and_l0(path: Path, x: torch.Tensor, job: TrainingJob) -> tuple[int, int]:
-    from tsae_evals.saes import SAERef, load_sae
+    from sae_lens import SAE
 
-    reference = load_sae(SAERef(spec=str(path), path=path), "cpu")
+    if not (path / "cfg.json").is_file():
+        raise UsageError(f"--set match={path}: no sae-lens SAE there (cfg.json missing)", "pass an SAE directory")
+    reference = SAE.load_from_disk(str(path), device="cpu").eval()
     if reference.cfg.d_in != job.d_in:
         raise UsageError(
             f"--set match={path}: its d_in is {reference.cfg.d_in}, the hook's is {job.d_in}",

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+from tests import helpers
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return helpers.tiny_model()
