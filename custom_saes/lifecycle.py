@@ -6,36 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-@dataclass
-class RunLengths:
-    """Maximal runs of consecutive active positions in a `[batch, seq, latents]` trace."""
-
-    latent: torch.Tensor
-    """Latent index of each run."""
-    start: torch.Tensor
-    """Position where the run begins."""
-    length: torch.Tensor
-    """Positions in the run (its lifetime)."""
-    censored: torch.Tensor
-    """True when the run touches the end of its sequence, so its true length is unknown."""
-
-
-def run_lengths(active: torch.Tensor) -> RunLengths:
-    """All runs of `active [batch, seq, latents]` (bool), ordered by (sequence, latent, start)."""
-    by_latent = active.transpose(1, 2)  # [batch, latents, seq]: runs are contiguous along the last axis
-    before = torch.nn.functional.pad(by_latent[..., :-1], (1, 0))
-    after = torch.nn.functional.pad(by_latent[..., 1:], (0, 1))
-    starts = (by_latent & ~before).nonzero()
-    ends = (by_latent & ~after).nonzero()
-    # Runs alternate start/end within each (sequence, latent), so the k-th start pairs with the k-th end.
-    seq = active.shape[1]
-    return RunLengths(
-        latent=starts[:, 1],
-        start=starts[:, 2],
-        length=ends[:, 2] - starts[:, 2] + 1,
-        censored=ends[:, 2] == seq - 1,
-    )
+from tsae_evals.evals.feature_lifetimes.runs import run_lengths
 
 
 @dataclass
@@ -74,9 +45,9 @@ class FeatureLifecycleTracker:
         runs = run_lengths(acts.detach().cpu() > threshold)
         ones = torch.ones_like(runs.latent)
         self.births.index_add_(0, runs.latent, ones)
-        done = ~runs.censored
+        done = ~runs.right_censored
         self.deaths.index_add_(0, runs.latent[done], ones[done])
-        self.censored_runs.index_add_(0, runs.latent[runs.censored], ones[runs.censored])
+        self.censored_runs.index_add_(0, runs.latent[~done], ones[~done])
         self.lifetime_total.index_add_(0, runs.latent[done], runs.length[done])
         self.lifetime_histogram.index_add_(0, runs.length[done].clamp_max(self.max_lifetime), ones[done])
 

@@ -10,7 +10,7 @@ from sae_lens.saes.sae import SAEMetadata
 
 from custom_saes.adaptive_variance import AdaptiveVarianceSAE, AdaptiveVarianceSAEConfig
 from custom_saes.hierarchical import HierarchicalSAE, HierarchicalSAEConfig, cosine_groups, group_l21
-from custom_saes.lifecycle import FeatureLifecycleTracker, run_lengths
+from custom_saes.lifecycle import FeatureLifecycleTracker
 from custom_saes.t_sae import TSAE, TSAEConfig, adjacent_info_nce, batch_top_k
 from custom_saes.temporal_consistency import consistency_loss
 from custom_saes.temporal_context import TemporalContextSAE, TemporalContextSAEConfig
@@ -18,6 +18,7 @@ from custom_saes.temporal_lstm import TemporalLSTMSAE, TemporalLSTMSAEConfig
 from custom_saes.training.activations import SequenceActivations
 from custom_saes.training.loop import Phase, constant, train_in_phases
 from tests import helpers
+from tsae_evals.evals.feature_lifetimes.runs import run_lengths
 
 D = helpers.D_MODEL
 
@@ -52,7 +53,7 @@ def test_run_lengths_of_runs_of_exactly_five():
     active = torch.zeros(1, 20, 1, dtype=torch.bool)
     active[0, 2:7, 0] = active[0, 10:15, 0] = True
     runs = run_lengths(active)
-    assert runs.length.tolist() == [5, 5] and runs.start.tolist() == [2, 10] and not runs.censored.any()
+    assert runs.length.tolist() == [5, 5] and runs.start.tolist() == [2, 10] and not runs.right_censored.any()
 
 
 def _lstm_sae() -> TemporalLSTMSAE:

@@ -36,8 +36,8 @@ def _encoded_batches(
             "lower skip_first_positions or raise --context-size",
         )
     for _, activations in ctx.iter_activation_batches(cfg.n_windows):
-        inputs = activations[:, start:]
         with torch.no_grad():
-            latents = ctx.sae.encode(inputs)
+            # Sequence-aware SAEs read the whole window (BOS included) as context; only text positions are scored.
+            latents = ctx.sae.encode(activations)
             reconstruction = ctx.sae.decode(latents)
-        yield latents, inputs, reconstruction
+        yield latents[:, start:], activations[:, start:], reconstruction[:, start:]

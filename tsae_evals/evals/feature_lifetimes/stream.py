@@ -1,0 +1,222 @@
+"""Streaming lifetime statistics: per-latent counters and per-latent run-length histograms, whose size depends
+on the SAE's width and `max_lifetime`, never on the number of tokens read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from tsae_evals.evals.feature_lifetimes.config import FeatureLifetimesConfig
+from tsae_evals.evals.feature_lifetimes.result import (
+    BurstinessMetrics,
+    CensoringMetrics,
+    ExclusionMetrics,
+    FeatureLifetimesMetrics,
+    FeatureLifetimesResult,
+    LatentLifetimes,
+    LifetimeMetrics,
+    PersistenceMetrics,
+    ReferenceMetrics,
+)
+from tsae_evals.evals.feature_lifetimes.runs import run_lengths
+from tsae_evals.evals.temporal_stability.stream import shuffle_positions
+
+
+@dataclass
+class LifetimeStatistics:
+    """Counters over every window read, per latent."""
+
+    d_sae: int
+    max_lifetime: int
+    tokens: int = 0
+    firings: torch.Tensor = field(init=False)
+    completed: torch.Tensor = field(init=False)
+    """[d_sae, max_lifetime + 1]: uncensored runs by length (lengths above max share the last bin)."""
+    right_censored: torch.Tensor = field(init=False)
+    """[d_sae, max_lifetime + 1]: right-censored (and not left-censored) runs by observed length."""
+    left_censored: torch.Tensor = field(init=False)
+    gap_count: torch.Tensor = field(init=False)
+    gap_sum: torch.Tensor = field(init=False)
+    gap_square_sum: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        width = self.max_lifetime + 1
+        self.firings = torch.zeros(self.d_sae, dtype=torch.long)
+        self.completed = torch.zeros(self.d_sae, width, dtype=torch.long)
+        self.right_censored = torch.zeros(self.d_sae, width, dtype=torch.long)
+        self.left_censored = torch.zeros(self.d_sae, dtype=torch.long)
+        self.gap_count = torch.zeros(self.d_sae, dtype=torch.long)
+        self.gap_sum = torch.zeros(self.d_sae, dtype=torch.float64)
+        self.gap_square_sum = torch.zeros(self.d_sae, dtype=torch.float64)
+
+    def add(self, active: torch.Tensor) -> None:
+        """One batch of traces `active [b, t, d_sae]` (bool), whole windows."""
+        self.tokens += active.shape[0] * active.shape[1]
+        self.firings += active.sum((0, 1))
+        runs = run_lengths(active)
+        ones = torch.ones_like(runs.latent)
+        bins = runs.length.clamp_max(self.max_lifetime)
+        complete = ~runs.left_censored & ~runs.right_censored
+        only_right = runs.right_censored & ~runs.left_censored
+        width = self.max_lifetime + 1
+        self.completed.view(-1).index_add_(0, (runs.latent * width + bins)[complete], ones[complete])
+        self.right_censored.view(-1).index_add_(0, (runs.latent * width + bins)[only_right], ones[only_right])
+        self.left_censored.index_add_(0, runs.latent[runs.left_censored], ones[runs.left_censored])
+        # Gaps between consecutive firings: 1 inside a run, next start - previous end between runs of the same
+        # (window, latent). The gaps before the first and after the last firing of a window are unobserved.
+        inside = (runs.length - 1).double()
+        self._add_gaps(runs.latent, inside, torch.ones_like(inside))
+        same = (runs.sequence[1:] == runs.sequence[:-1]) & (runs.latent[1:] == runs.latent[:-1])
+        between = (runs.start[1:] - (runs.start[:-1] + runs.length[:-1] - 1)).double()[same]
+        self._add_gaps(runs.latent[1:][same], torch.ones_like(between), between)
+
+    def _add_gaps(self, latents: torch.Tensor, counts: torch.Tensor, sizes: torch.Tensor) -> None:
+        """For each entry, `counts` gaps of length `sizes` (a run of length L holds L - 1 gaps of 1)."""
+        self.gap_count.index_add_(0, latents, counts.long())
+        self.gap_sum.index_add_(0, latents, counts * sizes)
+        self.gap_square_sum.index_add_(0, latents, counts * sizes.pow(2))
+
+    def completed_runs(self) -> torch.Tensor:
+        return self.completed.sum(1)
+
+    def mean_lifetime(self) -> torch.Tensor:
+        lengths = torch.arange(self.max_lifetime + 1, dtype=torch.float64)
+        runs = self.completed_runs()
+        total = (self.completed.double() * lengths).sum(1)
+        return torch.where(runs > 0, total / runs.clamp_min(1), torch.full_like(total, math.nan))
+
+    def singleton_fraction(self) -> torch.Tensor:
+        runs = self.completed_runs()
+        return torch.where(runs > 0, self.completed[:, 1].double() / runs.clamp_min(1), math.nan)
+
+    def firing_rate(self) -> torch.Tensor:
+        return self.firings.double() / max(1, self.tokens)
+
+    def persistence_ratio(self) -> torch.Tensor:
+        return self.mean_lifetime() * (1 - self.firing_rate())
+
+    def burstiness(self) -> torch.Tensor:
+        count = self.gap_count.double().clamp_min(1)
+        mean = self.gap_sum / count
+        sd = (self.gap_square_sum / count - mean.pow(2)).clamp_min(0).sqrt()
+        return torch.where(self.gap_count >= 2, (sd - mean) / (sd + mean), math.nan)
+
+    def kaplan_meier(self, latents: torch.Tensor) -> list[float]:
+        """P(lifetime >= L), L = 1..max_lifetime, from the pooled runs of `latents` (bool mask)."""
+        completed = self.completed[latents].sum(0).double()
+        censored = self.right_censored[latents].sum(0).double()
+        at_risk = (completed + censored).flip(0).cumsum(0).flip(0)  # runs with observed length >= L
+        survival, current = [], 1.0
+        for length in range(1, self.max_lifetime + 1):
+            survival.append(current)
+            if at_risk[length] > 0:
+                current *= 1 - float(completed[length] / at_risk[length])
+        return survival
+
+
+def score_lifetimes(
+    batches: Iterable[torch.Tensor], d_sae: int, cfg: FeatureLifetimesConfig, seed: int
+) -> FeatureLifetimesResult:
+    """Aggregate `latents [b, t, d_sae]` batches (whole windows, BOS removed) against the shuffle null."""
+    real = LifetimeStatistics(d_sae, cfg.max_lifetime)
+    null = LifetimeStatistics(d_sae, cfg.max_lifetime)
+    generator = torch.Generator().manual_seed(seed)
+    windows = 0
+    for latents in batches:
+        active = latents.detach().cpu() > cfg.activation_threshold
+        windows += active.shape[0]
+        real.add(active)
+        (shuffled,) = shuffle_positions(generator, active)
+        null.add(shuffled)
+    return _result(real, null, cfg, windows)
+
+
+def _result(
+    real: LifetimeStatistics, null: LifetimeStatistics, cfg: FeatureLifetimesConfig, windows: int
+) -> FeatureLifetimesResult:
+    rate = real.firing_rate()
+    dense = rate > cfg.dense_threshold
+    measured = ~dense & (real.completed_runs() >= cfg.min_completed_runs)
+    null_measured = ~dense & (null.completed_runs() >= cfg.min_completed_runs)
+    ratio, null_ratio = real.persistence_ratio(), null.persistence_ratio()
+    burst, null_burst = real.burstiness(), null.burstiness()
+    bursty = ~dense & (real.gap_count >= cfg.min_gaps)
+    fired = ~dense & (real.firings > 0)
+    both = measured & null_measured
+    singletons = real.completed[measured, 1].sum()
+    null_singletons = null.completed[null_measured, 1].sum()
+    survival = real.kaplan_meier(measured)
+    metrics = FeatureLifetimesMetrics(
+        lifetimes=LifetimeMetrics(
+            mean_lifetime=_mean(real.mean_lifetime()[measured]),
+            median_lifetime=_median(real.mean_lifetime()[measured]),
+            mean_lifetime_shuffled=_mean(null.mean_lifetime()[null_measured]),
+            km_mean_lifetime=float(sum(survival)),
+            singleton_fraction=_share(singletons, real.completed[measured].sum()),
+            singleton_fraction_shuffled=_share(null_singletons, null.completed[null_measured].sum()),
+        ),
+        persistence=PersistenceMetrics(
+            persistence_ratio_mean=_mean(ratio[measured]),
+            persistence_ratio_median=_median(ratio[measured]),
+            persistence_ratio_shuffled_mean=_mean(null_ratio[null_measured]),
+            fraction_above_null=_share((ratio[both] > null_ratio[both]).sum(), both.sum()),
+        ),
+        burstiness=BurstinessMetrics(
+            burstiness_mean=_mean(burst[bursty]),
+            burstiness_shuffled_mean=_mean(null_burst[~dense & (null.gap_count >= cfg.min_gaps)]),
+            n_latents_measured=int(bursty.sum()),
+        ),
+        censoring=CensoringMetrics(
+            completed_runs=int(real.completed.sum()),
+            right_censored_runs=int(real.right_censored.sum()),
+            left_censored_runs=int(real.left_censored.sum()),
+        ),
+        exclusions=ExclusionMetrics(
+            n_latents=real.d_sae,
+            n_dense_excluded=int(dense.sum()),
+            n_latents_measured=int(measured.sum()),
+            coverage=_share(measured.sum(), fired.sum()),
+        ),
+        reference=ReferenceMetrics(
+            l0=float(real.firings.sum()) / max(1, real.tokens), tokens_evaluated=real.tokens, windows_evaluated=windows
+        ),
+    )
+    censored = real.left_censored + real.right_censored.sum(1)
+    top = torch.argsort(real.firings, descending=True)[: cfg.top_latents]
+    rows = [
+        LatentLifetimes(
+            latent=int(i),
+            firing_rate=float(rate[i]),
+            completed_runs=int(real.completed_runs()[i]),
+            mean_lifetime=float(real.mean_lifetime()[i]),
+            singleton_fraction=float(real.singleton_fraction()[i]),
+            persistence_ratio=float(ratio[i]),
+            burstiness=float(burst[i]),
+            censored_runs=int(censored[i]),
+        )
+        for i in top.tolist()
+        if real.firings[i] > 0
+    ]
+    return FeatureLifetimesResult(
+        metrics=metrics,
+        top_latents=rows,
+        survival=survival,
+        survival_shuffled=null.kaplan_meier(null_measured),
+        dense_latents=dense.nonzero().flatten().tolist(),
+    )
+
+
+def _mean(values: torch.Tensor) -> float:
+    return float(values.double().mean()) if values.numel() else math.nan
+
+
+def _median(values: torch.Tensor) -> float:
+    return float(values.double().median()) if values.numel() else math.nan
+
+
+def _share(part: torch.Tensor | int, whole: torch.Tensor | int) -> float:
+    whole_value = int(whole)
+    return int(part) / whole_value if whole_value else math.nan
