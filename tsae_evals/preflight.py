@@ -64,10 +64,12 @@ def _nonfinite_parameters(sae: SAE[Any]) -> list[str]:
     )
 
 
-def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
-    """Check `sae` on `activations` `[batch, seq, d_in]` (BOS positions already removed)."""
+def run_preflight(sae: SAE[Any], windows: torch.Tensor, first_scored: int = 0) -> PreflightReport:
+    """Check `sae` on whole windows' activations `[batch, seq, d_in]`, scoring positions from `first_scored` on
+    (sequence-aware SAEs see the BOS position as context, as in every eval)."""
     import torch
 
+    activations = windows[:, first_scored:]
     problems: list[str] = []
     warnings: list[str] = []
     probe_tokens = int(activations.shape[0] * activations.shape[1])
@@ -76,8 +78,9 @@ def run_preflight(sae: SAE[Any], activations: torch.Tensor) -> PreflightReport:
         problems.append(f"non-finite weights in {', '.join(bad_parameters)}")
         return PreflightReport.from_findings(problems, warnings, probe_tokens=probe_tokens)
     with torch.no_grad():
-        latents = sae.encode(activations)
+        latents = sae.encode(windows)
         reconstruction = sae.decode(latents)
+    latents, reconstruction = latents[:, first_scored:], reconstruction[:, first_scored:]
     x = activations.reshape(-1, activations.shape[-1]).float()
     x_hat = reconstruction.reshape(-1, activations.shape[-1]).float()
     f = latents.reshape(-1, latents.shape[-1]).float()

@@ -174,8 +174,8 @@ def _evaluate_sae(
         device=request.device,
         batch_size=request.batch_size,
     )
-    probe = ctx.hook_activations(windows.tokens[:PROBE_WINDOWS])[:, windows.first_text_position :]
-    preflight = run_preflight(item.sae, probe)
+    probe = ctx.hook_activations(windows.tokens[:PROBE_WINDOWS])
+    preflight = run_preflight(item.sae, probe, windows.first_text_position)
     outcomes = []
     for spec in specs:
         outcome = EvalOutcome(item.ref.label, spec.name, "skipped", preflight)
