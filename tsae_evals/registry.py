@@ -44,6 +44,8 @@ class EvalResult(Protocol):
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 EvalFn = Callable[["EvalContext", Any], EvalResult]
+PlotFn = Callable[["EvalContext", Any, Any, Any], list[Any]]
+"""`plots(ctx, cfg, result, stem) -> written paths`: PNGs named `<stem>_<what>.png` beside the result JSON."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class EvalSpec:
     config_cls: type[BaseModel]
     fn: EvalFn
     group: str | None
+    plots: PlotFn | None = None
 
 
 _REGISTRY: dict[str, EvalSpec] = {}
@@ -63,11 +66,12 @@ _loaded = False
 
 
 def register_eval(
-    name: str, *, version: int, config: type[ConfigT], group: str | None = None
+    name: str, *, version: int, config: type[ConfigT], group: str | None = None, plots: PlotFn | None = None
 ) -> Callable[[Callable[[EvalContext, ConfigT], EvalResult]], Callable[[EvalContext, ConfigT], EvalResult]]:
     """Register `fn(ctx, cfg) -> result` under `name`; the first docstring line is its description.
 
-    `group` lets `--evals temporal` select every eval of that group at once.
+    `group` lets `--evals temporal` select every eval of that group at once; `plots` draws its pictures
+    (`run --plots`).
     """
 
     def decorate(fn: Callable[[EvalContext, ConfigT], EvalResult]) -> Callable[[EvalContext, ConfigT], EvalResult]:
@@ -76,7 +80,7 @@ def register_eval(
             raise ValueError(f"eval {name!r} is already registered by {existing.fn.__module__}")
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
         _REGISTRY[name] = EvalSpec(
-            name=name, version=version, description=description, config_cls=config, fn=fn, group=group
+            name=name, version=version, description=description, config_cls=config, fn=fn, group=group, plots=plots
         )
         return fn
 

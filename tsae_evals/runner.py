@@ -44,6 +44,7 @@ class RunRequest:
     results_dir: Path = Path("eval_results")
     config_overrides: list[str] = field(default_factory=list)
     allow_degenerate: bool = False
+    plots: bool = False
     verbose: bool = False
 
 
@@ -58,6 +59,7 @@ class EvalOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     message: str = ""
+    plots: list[Path] = field(default_factory=list)
 
 
 def build_configs(specs: list[EvalSpec], overrides: list[str]) -> dict[str, BaseModel]:
@@ -221,4 +223,9 @@ def _evaluate_sae(
         outcome.path = path_for(request.results_dir, spec.name, item.ref.release, item.ref.sae_id)
         write_json_atomic(outcome.path, record)
         outcome.status, outcome.summary = "ok", result.summary()
+        if request.plots and spec.plots is not None:
+            try:
+                outcome.plots = spec.plots(ctx, config, result, outcome.path.with_suffix(""))
+            except Exception as exc:  # a picture must never cost the result it illustrates
+                outcome.message = f"plots failed: {type(exc).__name__}: {exc}"
     return outcomes

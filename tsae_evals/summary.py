@@ -24,7 +24,7 @@ def format_summary(outcomes: list[EvalOutcome]) -> str:
             verdict = "NOT MEANINGFUL" if report.failed else "warning"
             notes.append(f"preflight {verdict} for {label}: {report.headline()}")
     notes += [f"{o.status}: {o.eval_name} on {o.sae_label}: {o.message}" for o in outcomes if o.status != "ok"]
-    written = [f"wrote {o.path}" for o in outcomes if o.path is not None]
+    written = [f"wrote {path}" for o in outcomes if o.path is not None for path in [o.path, *o.plots]]
     return "\n\n".join(blocks + ["\n".join(notes + written)]).rstrip()
 
 

@@ -115,3 +115,39 @@ def test_the_temporal_group_runs_every_temporal_eval_on_the_tiny_model(tiny_mode
     record = json.loads(outcomes["feature_lifetimes"].path.read_text())
     assert record["eval_result_metrics"]["reference"]["tokens_evaluated"] == 16 * 47
     assert "censoring_policy" in record["eval_result_unstructured"]
+
+
+def test_plots_are_drawn_beside_the_json(tiny_model, sae_dir, corpus_file, tmp_path):
+    from tsae_evals.runner import RunRequest, run
+
+    request = RunRequest(
+        sae_specs=[str(sae_dir)],
+        eval_names="temporal_stability,feature_lifetimes",
+        dataset=str(corpus_file),
+        n_windows=8,
+        context_size=48,
+        batch_size=4,
+        results_dir=tmp_path,
+        plots=True,
+    )
+    outcomes = run(request, model_loader=lambda *_: tiny_model)
+    names = sorted(p.name for o in outcomes for p in o.plots)
+    assert names == [
+        "local_tiny_sae_eval_results_feature_evolution.png",
+        "local_tiny_sae_eval_results_lifetimes.png",
+        "local_tiny_sae_eval_results_transitions.png",
+    ]
+    assert all(p.parent == o.path.parent and p.stat().st_size > 1000 for o in outcomes for p in o.plots)
+
+
+def test_transition_lift_by_hand():
+    from tsae_evals.plots import transition_lift
+
+    # Latent 0 on at even t, latent 1 born at every odd t: "1 follows 0" with lift 1 / P(1 born) = 2.
+    active = torch.zeros(1, 8, 2, dtype=torch.bool)
+    active[0, 0::2, 0] = True
+    active[0, 1::2, 1] = True
+    lift = transition_lift(active, torch.tensor([0, 1]))
+    # pairs t=0..6: latent 0 active at t in {0,2,4,6} (4/7); latent 1 born at t+1 in {1,3,5,7} (4/7); joint 4/7.
+    assert lift[0, 1].item() == pytest.approx((4 / 7) / ((4 / 7) * (4 / 7)))
+    assert lift[1, 1].item() == 0.0

@@ -60,6 +60,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)",
     )
+    parser.add_argument("--plots", action="store_true", help="also draw each eval's pictures (PNG beside its JSON)")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
     parser.set_defaults(handler=handle)
 
@@ -85,6 +86,7 @@ def handle(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         config_overrides=args.config,
         allow_degenerate=args.allow_degenerate,
+        plots=args.plots,
         verbose=args.verbose,
     )
     outcomes = run(request)

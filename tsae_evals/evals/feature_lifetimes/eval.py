@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tsae_evals.errors import UsageError
@@ -16,7 +17,14 @@ if TYPE_CHECKING:
     from tsae_evals.context import EvalContext
 
 
-@register_eval("feature_lifetimes", version=1, config=FeatureLifetimesConfig, group="temporal")
+def _plots(ctx: EvalContext, cfg: FeatureLifetimesConfig, result: FeatureLifetimesResult, stem: Path) -> list[Path]:
+    from tsae_evals import plots
+
+    path = stem.with_name(stem.name + "_lifetimes.png")
+    return [plots.survival(result.survival, result.survival_shuffled, result.lifetime_histogram, path)]
+
+
+@register_eval("feature_lifetimes", version=1, config=FeatureLifetimesConfig, group="temporal", plots=_plots)
 def feature_lifetimes(ctx: EvalContext, cfg: FeatureLifetimesConfig) -> FeatureLifetimesResult:
     """Run lengths, survival, persistence ratio and burstiness of latents, each against a shuffle null."""
     from tsae_evals.evals.feature_lifetimes.stream import score_lifetimes

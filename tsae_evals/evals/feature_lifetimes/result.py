@@ -127,6 +127,8 @@ class FeatureLifetimesResult(BaseModel):
     """Kaplan-Meier P(lifetime >= L) for L = 1..max_lifetime, measured latents pooled."""
     survival_shuffled: list[float]
     """The same under the shuffle null."""
+    lifetime_histogram: list[int]
+    """Uncensored runs of measured latents by length (index L; the last bin holds longer runs)."""
     dense_latents: list[int]
     """Indices excluded as dense."""
 
@@ -140,6 +142,7 @@ class FeatureLifetimesResult(BaseModel):
         return {
             "survival": self.survival,
             "survival_shuffled": self.survival_shuffled,
+            "lifetime_histogram": self.lifetime_histogram,
             "dense_latents": self.dense_latents,
             "censoring_policy": CENSORING_POLICY,
         }

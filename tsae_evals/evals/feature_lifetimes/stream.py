@@ -205,6 +205,7 @@ def _result(
         top_latents=rows,
         survival=survival,
         survival_shuffled=null.kaplan_meier(null_measured),
+        lifetime_histogram=real.completed[measured].sum(0).tolist(),
         dense_latents=dense.nonzero().flatten().tolist(),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tsae_evals.errors import UsageError
@@ -16,7 +17,16 @@ if TYPE_CHECKING:
     from tsae_evals.context import EvalContext
 
 
-@register_eval("temporal_stability", version=1, config=TemporalStabilityConfig, group="temporal")
+def _plots(ctx: EvalContext, cfg: TemporalStabilityConfig, result: TemporalStabilityResult, stem: Path) -> list[Path]:
+    from tsae_evals import plots
+
+    return [
+        plots.feature_evolution(ctx, stem.with_name(stem.name + "_feature_evolution.png")),
+        plots.transitions(ctx, stem.with_name(stem.name + "_transitions.png")),
+    ]
+
+
+@register_eval("temporal_stability", version=1, config=TemporalStabilityConfig, group="temporal", plots=_plots)
 def temporal_stability(ctx: EvalContext, cfg: TemporalStabilityConfig) -> TemporalStabilityResult:
     """Adjacent Jaccard, successive cosine and lag-k autocorrelation of latents, each against a shuffle null."""
     from tsae_evals.evals.temporal_stability.stream import score_stability
