@@ -14,6 +14,26 @@ if TYPE_CHECKING:
     from tsae_evals.saes import SAERef
 
 
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Whole windows after one model forward to the hook and one SAE encode/decode, shared by streaming evals."""
+
+    activations: torch.Tensor
+    """Hook activations `[b, seq, d_in]`, BOS position included."""
+    latents: torch.Tensor
+    """`sae.encode` of the whole windows (sequence-aware SAEs see BOS as context)."""
+    reconstruction: torch.Tensor
+    """`sae.decode(latents)`."""
+    first_scored: int
+    """First text position: metrics score positions from here on."""
+
+    def limited(self, n_windows: int) -> EncodedBatch:
+        """The first `n_windows` windows of this batch."""
+        return EncodedBatch(
+            self.activations[:n_windows], self.latents[:n_windows], self.reconstruction[:n_windows], self.first_scored
+        )
+
+
 @dataclass
 class EvalContext:
     """Everything an eval may use; evals never load models, SAEs or data themselves."""
@@ -49,6 +69,16 @@ class EvalContext:
             )
         activations = cache[self.hook_name]
         return activations.reshape(*activations.shape[:2], -1)
+
+    def encoded_batches(self, n_windows: int | None = None) -> Iterator[EncodedBatch]:
+        """One model forward and one SAE pass per batch over the first `n_windows` windows."""
+        import torch
+
+        for _, activations in self.iter_activation_batches(n_windows):
+            with torch.no_grad():
+                latents = self.sae.encode(activations)
+                reconstruction = self.sae.decode(latents)
+            yield EncodedBatch(activations, latents, reconstruction, self.windows.first_text_position)
 
     def iter_activation_batches(self, n_windows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield `(tokens [b, seq], activations [b, seq, d_in])` over the first `n_windows` windows."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tsae_evals.errors import UsageError
 
 if TYPE_CHECKING:
-    from tsae_evals.context import EvalContext
+    from tsae_evals.context import EncodedBatch, EvalContext
 
 ENTRY_POINT_GROUP = "tsae_evals.evals"
 BUILTIN_EVAL_MODULES = (
@@ -42,6 +42,17 @@ class EvalResult(Protocol):
     def summary(self) -> dict[str, float | int | str | None]: ...
 
 
+class BatchScorer(Protocol):
+    """A streaming eval's state: fed the shared pass's batches, then asked for its result."""
+
+    n_windows: int | None
+    """Windows it wants (None: all of the run's)."""
+
+    def add(self, batch: EncodedBatch) -> None: ...
+
+    def finish(self) -> EvalResult: ...
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 EvalFn = Callable[["EvalContext", Any], EvalResult]
 PlotFn = Callable[["EvalContext", Any, Any, Any], list[Any]]
@@ -59,6 +70,8 @@ class EvalSpec:
     fn: EvalFn
     group: str | None
     plots: PlotFn | None = None
+    scorer: Callable[[EvalContext, Any], BatchScorer] | None = None
+    """Streaming evals: builds the scorer the runner feeds from one pass shared with the other streaming evals."""
 
 
 _REGISTRY: dict[str, EvalSpec] = {}
@@ -85,6 +98,68 @@ def register_eval(
         return fn
 
     return decorate
+
+
+def register_streaming_eval(
+    name: str, *, version: int, config: type[ConfigT], group: str | None = None, plots: PlotFn | None = None
+) -> Callable[[Callable[[EvalContext, ConfigT], BatchScorer]], Callable[[EvalContext, ConfigT], BatchScorer]]:
+    """Register a streaming eval by its scorer factory `(ctx, cfg) -> BatchScorer`.
+
+    `run` feeds every streaming eval of an SAE from one model forward and one SAE pass per batch; run alone,
+    the eval makes that pass itself.
+    """
+
+    def decorate(
+        factory: Callable[[EvalContext, ConfigT], BatchScorer],
+    ) -> Callable[[EvalContext, ConfigT], BatchScorer]:
+        def run_alone(ctx: EvalContext, cfg: ConfigT) -> EvalResult:
+            scorer = factory(ctx, cfg)
+            for batch in ctx.encoded_batches(scorer.n_windows):
+                scorer.add(batch)
+            return scorer.finish()
+
+        run_alone.__doc__, run_alone.__qualname__ = factory.__doc__, factory.__qualname__
+        register_eval(name, version=version, config=config, group=group, plots=plots)(run_alone)
+        _REGISTRY[name] = replace(_REGISTRY[name], scorer=factory)
+        return factory
+
+    return decorate
+
+
+def feed_shared_pass(
+    ctx: EvalContext, scorers: dict[str, BatchScorer]
+) -> tuple[dict[str, EvalResult], dict[str, Exception]]:
+    """One pass over the run's windows feeding every scorer its share; a failing scorer is dropped and its
+    exception returned, the others go on."""
+    results: dict[str, EvalResult] = {}
+    errors: dict[str, Exception] = {}
+    live = dict(scorers)
+    wanted = {name: scorer.n_windows or ctx.windows.n_windows for name, scorer in live.items()}
+    fed = dict.fromkeys(live, 0)
+    if live:
+        try:
+            for batch in ctx.encoded_batches(max(wanted.values())):
+                for name in list(live):
+                    remaining = wanted[name] - fed[name]
+                    if remaining <= 0:
+                        continue
+                    part = batch if batch.latents.shape[0] <= remaining else batch.limited(remaining)
+                    try:
+                        live[name].add(part)
+                    except Exception as exc:  # one eval's failure must not stop the others
+                        errors[name] = exc
+                        del live[name]
+                    else:
+                        fed[name] += part.latents.shape[0]
+        except Exception as exc:  # the shared forward itself failed: every remaining eval fails with it
+            errors.update(dict.fromkeys(live, exc))
+            live.clear()
+    for name, scorer in live.items():
+        try:
+            results[name] = scorer.finish()
+        except Exception as exc:
+            errors[name] = exc
+    return results, errors
 
 
 def _load_registered_modules() -> None:

@@ -148,6 +148,30 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
     return outcomes
 
 
+@dataclass
+class _SharedPass:
+    results: dict[str, Any]
+    errors: dict[str, Exception]
+    wall_time_s: float
+
+
+def _shared_pass(ctx: Any, specs: list[EvalSpec], configs: dict[str, BaseModel]) -> _SharedPass:
+    """Feed every streaming eval from one model forward and one SAE pass per batch."""
+    from tsae_evals.registry import feed_shared_pass
+
+    started = time.perf_counter()
+    scorers, errors = {}, {}
+    for spec in specs:
+        if spec.scorer is None:
+            continue
+        try:
+            scorers[spec.name] = spec.scorer(ctx, configs[spec.name])
+        except Exception as exc:
+            errors[spec.name] = exc
+    results, feed_errors = feed_shared_pass(ctx, scorers)
+    return _SharedPass(results, {**errors, **feed_errors}, time.perf_counter() - started)
+
+
 def _evaluate_sae(
     item: _Prepared,
     model: Any,
@@ -179,6 +203,7 @@ def _evaluate_sae(
     probe = ctx.hook_activations(windows.tokens[:PROBE_WINDOWS])
     preflight = run_preflight(item.sae, probe, windows.first_text_position)
     outcomes = []
+    shared = _shared_pass(ctx, specs, configs) if not preflight.failed or request.allow_degenerate else None
     for spec in specs:
         outcome = EvalOutcome(item.ref.label, spec.name, "skipped", preflight)
         outcomes.append(outcome)
@@ -188,12 +213,20 @@ def _evaluate_sae(
         config = configs[spec.name]
         started = time.perf_counter()
         try:
-            result = spec.fn(ctx, config)
+            if shared is not None and spec.name in shared.errors:
+                raise shared.errors[spec.name]
+            if shared is not None and spec.name in shared.results:
+                result = shared.results[spec.name]
+            else:
+                result = spec.fn(ctx, config)
         except Exception as exc:  # any eval, plugins included, may fail; the others still run and save
             outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
             if request.verbose:
-                traceback.print_exc(file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
             continue
+        elapsed = time.perf_counter() - started
+        if shared is not None and spec.name in shared.results:
+            elapsed = shared.wall_time_s  # the shared pass serves every streaming eval at once
         provenance = Provenance(
             eval_name=spec.name,
             eval_version=spec.version,
@@ -206,7 +239,7 @@ def _evaluate_sae(
             prepend_bos=windows.prepend_bos,
             seed=request.seed,
             device=request.device,
-            wall_time_s=round(time.perf_counter() - started, 3),
+            wall_time_s=round(elapsed, 3),
             preflight=preflight,
         )
         record = build_record(

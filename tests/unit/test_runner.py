@@ -185,3 +185,30 @@ def test_several_saes_share_one_model_and_each_gets_its_file(tiny_model, corpus_
         "local_first_eval_results.json",
         "local_second_eval_results.json",
     ]
+
+
+def test_streaming_evals_share_one_forward_per_batch_and_match_running_alone(
+    tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch
+):
+    from tsae_evals.context import EvalContext
+
+    calls = []
+    original = EvalContext.hook_activations
+
+    def counting(self, tokens):
+        calls.append(tokens.shape[0])
+        return original(self, tokens)
+
+    monkeypatch.setattr(EvalContext, "hook_activations", counting)
+    both = _request(
+        sae_dir, corpus_file, tmp_path / "both", "temporal_stability,feature_lifetimes", n_windows=16, batch_size=8
+    )
+    fused = run(both, model_loader=_loader(tiny_model))
+    assert calls == [8] + [8] * 2  # preflight probe, then one forward per batch of 8 for both evals
+    for outcome in fused:
+        alone = run(
+            _request(sae_dir, corpus_file, tmp_path / outcome.eval_name, outcome.eval_name, n_windows=16, batch_size=8),
+            model_loader=_loader(tiny_model),
+        )[0]
+        fused_metrics = json.loads(outcome.path.read_text())["eval_result_metrics"]
+        assert fused_metrics == json.loads(alone.path.read_text())["eval_result_metrics"]

@@ -117,21 +117,37 @@ class LifetimeStatistics:
         return survival
 
 
+class LifetimeScorer:
+    """Accumulates `latents [b, t, d_sae]` batches (whole windows, BOS removed) and their shuffle null."""
+
+    def __init__(self, d_sae: int, cfg: FeatureLifetimesConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.real = LifetimeStatistics(d_sae, cfg.max_lifetime)
+        self.null = LifetimeStatistics(d_sae, cfg.max_lifetime)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.windows = 0
+
+    def add(self, latents: torch.Tensor) -> None:
+        active = latents.detach().cpu() > self.cfg.activation_threshold
+        self.windows += active.shape[0]
+        self.real.add(active)
+        (shuffled,) = shuffle_positions(self.generator, active)
+        self.null.add(shuffled)
+
+    def finish(self) -> FeatureLifetimesResult:
+        if self.windows == 0:
+            raise ValueError("feature_lifetimes received no windows")
+        return _result(self.real, self.null, self.cfg, self.windows)
+
+
 def score_lifetimes(
     batches: Iterable[torch.Tensor], d_sae: int, cfg: FeatureLifetimesConfig, seed: int
 ) -> FeatureLifetimesResult:
-    """Aggregate `latents [b, t, d_sae]` batches (whole windows, BOS removed) against the shuffle null."""
-    real = LifetimeStatistics(d_sae, cfg.max_lifetime)
-    null = LifetimeStatistics(d_sae, cfg.max_lifetime)
-    generator = torch.Generator().manual_seed(seed)
-    windows = 0
+    """Score every batch of an iterable in one pass (see LifetimeScorer)."""
+    scorer = LifetimeScorer(d_sae, cfg, seed)
     for latents in batches:
-        active = latents.detach().cpu() > cfg.activation_threshold
-        windows += active.shape[0]
-        real.add(active)
-        (shuffled,) = shuffle_positions(generator, active)
-        null.add(shuffled)
-    return _result(real, null, cfg, windows)
+        scorer.add(latents)
+    return scorer.finish()
 
 
 def _result(

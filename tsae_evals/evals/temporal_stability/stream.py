@@ -163,56 +163,73 @@ class ReconstructionStatistics:
         return 1.0 - self.squared_error / total_variance
 
 
+class StabilityScorer:
+    """Scores `(latents, inputs, reconstruction)` batches of whole windows, each `[b, t, ...]`, as they arrive.
+
+    The first `cfg.calibration_windows` windows are held back until their firing rates fix the dense set, then
+    scored like every later batch; nothing else is kept.
+    """
+
+    def __init__(self, d_sae: int, cfg: TemporalStabilityConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.generator = torch.Generator().manual_seed(seed)
+        self.real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+        self.shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+        self.reconstruction = ReconstructionStatistics()
+        self.firing_counts = torch.zeros(d_sae, dtype=torch.long)
+        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.held_windows = 0
+        self.included: torch.Tensor | None = None
+        self.windows = 0
+
+    def add(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        self.windows += latents.shape[0]
+        self.firing_counts += (latents > self.cfg.activation_threshold).sum((0, 1))
+        if self.included is not None:
+            self._score(latents, inputs, reconstruction)
+            return
+        self.held.append((latents, inputs, reconstruction))
+        self.held_windows += latents.shape[0]
+        if self.held_windows >= self.cfg.calibration_windows:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        tokens = sum(batch[0].shape[0] * batch[0].shape[1] for batch in self.held)
+        self.included = _not_dense(self.firing_counts, tokens, self.cfg.dense_threshold)
+        for batch in self.held:
+            self._score(*batch)
+        self.held.clear()
+
+    def _score(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        assert self.included is not None
+        threshold = self.cfg.activation_threshold
+        self.real.add(latents, inputs, threshold, self.included)
+        shuffled_latents, shuffled_inputs = shuffle_positions(self.generator, latents, inputs)
+        self.shuffled.add(shuffled_latents, shuffled_inputs, threshold, self.included)
+        self.reconstruction.add(latents, inputs, reconstruction, threshold)
+
+    def finish(self) -> TemporalStabilityResult:
+        if self.windows == 0:
+            raise ValueError("temporal_stability received no windows")
+        if self.included is None:  # fewer windows than the calibration asked for: calibrate on all of them
+            self._calibrate()
+        assert self.included is not None
+        return _result(
+            self.real, self.shuffled, self.reconstruction, self.firing_counts, self.included, self.windows, self.cfg
+        )
+
+
 def score_stability(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     d_sae: int,
     cfg: TemporalStabilityConfig,
     seed: int,
 ) -> TemporalStabilityResult:
-    """Score `(latents, inputs, reconstruction)` batches of whole windows, each `[b, t, ...]`, in one pass.
-
-    The first `cfg.calibration_windows` windows are held back until their firing rates fix the dense set, then
-    scored like every later batch; nothing else is kept.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
-    shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
-    reconstruction_stats = ReconstructionStatistics()
-    firing_counts = torch.zeros(d_sae, dtype=torch.long)
-    held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    held_windows = 0
-    included: torch.Tensor | None = None
-    windows = 0
-
-    def score(latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
-        assert included is not None
-        real.add(latents, inputs, cfg.activation_threshold, included)
-        shuffled_latents, shuffled_inputs = shuffle_positions(generator, latents, inputs)
-        shuffled.add(shuffled_latents, shuffled_inputs, cfg.activation_threshold, included)
-        reconstruction_stats.add(latents, inputs, reconstruction, cfg.activation_threshold)
-
-    for latents, inputs, reconstruction in batches:
-        windows += latents.shape[0]
-        firing_counts += (latents > cfg.activation_threshold).sum((0, 1))
-        if included is None:
-            held.append((latents, inputs, reconstruction))
-            held_windows += latents.shape[0]
-            if held_windows < cfg.calibration_windows:
-                continue
-            included = _not_dense(firing_counts, held_windows * latents.shape[1], cfg.dense_threshold)
-            for batch in held:
-                score(*batch)
-            held.clear()
-        else:
-            score(latents, inputs, reconstruction)
-    if windows == 0:
-        raise ValueError("temporal_stability received no windows")
-    if included is None:  # fewer windows than the calibration asked for: calibrate on all of them
-        tokens = sum(batch[0].shape[0] * batch[0].shape[1] for batch in held)
-        included = _not_dense(firing_counts, tokens, cfg.dense_threshold)
-        for batch in held:
-            score(*batch)
-    return _result(real, shuffled, reconstruction_stats, firing_counts, included, windows, cfg)
+    """Score every batch of an iterable in one pass (see StabilityScorer)."""
+    scorer = StabilityScorer(d_sae, cfg, seed)
+    for batch in batches:
+        scorer.add(*batch)
+    return scorer.finish()
 
 
 def _not_dense(firing_counts: torch.Tensor, tokens: int, dense_threshold: float) -> torch.Tensor:
