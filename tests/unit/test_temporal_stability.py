@@ -12,7 +12,9 @@ from tsae_evals.evals.temporal_stability.stream import score_stability
 
 
 def _score(latents: torch.Tensor, inputs: torch.Tensor | None = None, batch: int = 4, **overrides):
-    cfg = TemporalStabilityConfig(**{"calibration_windows": 2, **overrides})
+    # Synthetic windows repeat one pattern, which makes every latent "position-tracking": that exclusion is tested
+    # on its own below and off (threshold 1) elsewhere.
+    cfg = TemporalStabilityConfig(**{"calibration_windows": 2, "position_threshold": 1.0, **overrides})
     inputs = torch.randn(*latents.shape[:2], 3) if inputs is None else inputs
     batches = [
         (latents[i : i + batch], inputs[i : i + batch], inputs[i : i + batch]) for i in range(0, len(latents), batch)
@@ -127,3 +129,35 @@ def test_explained_variance_and_l0_on_known_reconstruction():
     assert result.metrics.reference.explained_variance == pytest.approx(expected)
     assert result.metrics.reference.l0 == pytest.approx(1.0)
     assert math.isnan(result.metrics.autocorrelation.lag1_mean)  # constant latent: no measurable window
+
+
+def test_weighted_jaccard_and_activation_jump_by_hand():
+    # Two latents over 4 positions: f = (2,0), (1,1), (0,1), (0,0)
+    latents = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]).view(1, 4, 2).repeat(2, 1, 1)
+    metrics = _score(latents, dense_threshold=1.0).metrics
+    # pairs: min/max sums 1/3, 1/2, 0/1 -> mean (1/3 + 1/2 + 0) / 3
+    assert metrics.jaccard.weighted_jaccard == pytest.approx((1 / 3 + 1 / 2 + 0) / 3)
+    # latent 0: max jump 1 (2->1, 1->0) over peak 2 = 0.5; latent 1: jumps 1 over peak 1 = 1
+    assert metrics.smoothness.activation_jump == pytest.approx(0.75)
+
+
+def test_position_tracking_latents_are_excluded_and_counted():
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.linspace(0.1, 1.0, 30).view(1, 30, 1).repeat(40, 1, 1)
+    noise = (torch.rand(40, 30, 1, generator=generator) < 0.05).float()
+    latents = torch.cat([positions + 0.01 * torch.rand(40, 30, 1, generator=generator), noise], dim=-1)
+    result = _score(latents, dense_threshold=1.0, position_threshold=0.5, calibration_windows=40, batch=40)
+    exclusions = result.metrics.exclusions
+    assert exclusions.n_position_excluded == 1 and exclusions.n_dense_excluded == 0
+    assert result.dense_latents == [0]
+
+
+def test_random_sae_baseline_runs_at_the_evaluated_l0():
+    generator = torch.Generator().manual_seed(0)
+    latents = (torch.rand(8, 20, 16, generator=generator) < 0.25).float()
+    inputs = torch.randn(8, 20, 6, generator=generator)
+    metrics = _score(latents, inputs, dense_threshold=1.0).metrics
+    assert metrics.random_sae is not None
+    assert metrics.random_sae.k == round(float(latents[:4].sum(-1).mean()))  # the first batch calibrates
+    # i.i.d. inputs: the random SAE's latents are as unordered as its shuffle null
+    assert abs(metrics.random_sae.adjacent_jaccard_excess) < 0.05

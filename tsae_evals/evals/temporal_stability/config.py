@@ -18,6 +18,8 @@ class TemporalStabilityConfig(BaseModel):
     """A latent is active when its activation exceeds this (0 for ReLU, TopK and JumpReLU SAEs)."""
     dense_threshold: float = Field(default=0.1, gt=0, le=1)
     """Latents firing on more than this share of calibration tokens are excluded and counted."""
+    position_threshold: float = Field(default=0.5, gt=0, le=1)
+    """Latents whose variance is explained by position beyond this share (on calibration windows) are excluded."""
     calibration_windows: int = Field(default=32, ge=1)
     """Windows whose firing rates decide the dense latents; held in memory once, then scored like the rest."""
     max_lag: int = Field(default=10, ge=1)

@@ -23,6 +23,41 @@ class JaccardMetrics(_Metrics):
     """The same after shuffling positions within each window."""
     adjacent_jaccard_excess: float
     """(score - shuffled) / (1 - shuffled)."""
+    weighted_jaccard: float
+    """Mean sum_i min(f_t,i, f_t+1,i) / sum_i max(f_t,i, f_t+1,i) over adjacent pairs with a non-zero denominator."""
+    weighted_jaccard_shuffled: float
+    """The same after shuffling positions within each window."""
+    weighted_jaccard_excess: float
+    """(score - shuffled) / (1 - shuffled)."""
+
+
+class SmoothnessMetrics(_Metrics):
+    activation_jump: float
+    """Mean over (window, firing latent) of max_t |f_t+1 - f_t| / max_t f_t: 1 = switches fully in one token."""
+    activation_jump_shuffled: float
+    """The same after shuffling positions within each window."""
+    input_jump: float
+    """Mean over windows of max_t |x_t+1 - x_t| / max_t |x_t| of the SAE's input."""
+    jump_ratio_to_input: float
+    """activation_jump / input_jump: lower is smoother relative to the activations (our reading of T-SAE's
+    smoothness: the largest adjacent jump over the input's)."""
+
+
+class RandomSAEMetrics(_Metrics):
+    k: int
+    """TopK of the random SAE: the evaluated SAE's L0 on the calibration windows, rounded."""
+    adjacent_jaccard: float
+    """Adjacent Jaccard of the random SAE's latents on the same tokens."""
+    adjacent_jaccard_excess: float
+    """Its excess over its own shuffle null."""
+    successive_cosine: float
+    """Successive cosine of the random SAE's latents."""
+    lag1_mean: float
+    """Mean lag-1 autocorrelation of its latents."""
+    lag1_excess: float
+    """Its excess over its own shuffle null."""
+    activation_jump: float
+    """Its activation_jump (see smoothness)."""
 
 
 class CosineMetrics(_Metrics):
@@ -58,6 +93,8 @@ class ExclusionMetrics(_Metrics):
     """Width of the SAE."""
     n_dense_excluded: int
     """Latents excluded because they fired on more than `dense_threshold` of the calibration tokens."""
+    n_position_excluded: int = 0
+    """Non-dense latents excluded because position explains more than `position_threshold` of their variance."""
     n_dense_over_run: int
     """Latents above `dense_threshold` over all tokens read (a check on the calibration's choice)."""
     n_dead: int
@@ -78,6 +115,8 @@ class ReferenceMetrics(_Metrics):
 class TemporalStabilityMetrics(_Metrics):
     jaccard: JaccardMetrics
     """Overlap of adjacent active sets."""
+    smoothness: SmoothnessMetrics
+    """Largest adjacent jumps of latents against the input's."""
     cosine: CosineMetrics
     """Direction similarity of adjacent latent vectors."""
     autocorrelation: AutocorrelationMetrics
@@ -86,6 +125,8 @@ class TemporalStabilityMetrics(_Metrics):
     """What was excluded and why."""
     reference: ReferenceMetrics
     """Sparsity and fidelity to read the temporal scores against."""
+    random_sae: RandomSAEMetrics | None = None
+    """The same scores for a random SAE of the same width at the same L0, on the same tokens."""
 
 
 class LagRow(_Metrics):
@@ -111,7 +152,7 @@ class TemporalStabilityResult(BaseModel):
     lags: list[LagRow]
     """The autocorrelation curve for k = 1..max_lag."""
     dense_latents: list[int]
-    """Indices of the latents excluded as dense."""
+    """Indices of the excluded latents (dense or position-tracking)."""
 
     def metrics_dict(self) -> dict[str, dict[str, Any]]:
         return self.metrics.model_dump()
@@ -126,6 +167,7 @@ class TemporalStabilityResult(BaseModel):
         return {
             "jaccard": self.metrics.jaccard.adjacent_jaccard,
             "jaccard_excess": self.metrics.jaccard.adjacent_jaccard_excess,
+            "jaccard_random_sae": self.metrics.random_sae.adjacent_jaccard if self.metrics.random_sae else None,
             "acf1": self.metrics.autocorrelation.lag1_mean,
             "acf1_excess": self.metrics.autocorrelation.lag1_excess,
             "dense_excl": self.metrics.exclusions.n_dense_excluded,

@@ -20,7 +20,9 @@ from tsae_evals.evals.temporal_stability.result import (
     ExclusionMetrics,
     JaccardMetrics,
     LagRow,
+    RandomSAEMetrics,
     ReferenceMetrics,
+    SmoothnessMetrics,
     TemporalStabilityMetrics,
     TemporalStabilityResult,
     excess_over_null,
@@ -96,7 +98,10 @@ class StabilityStatistics:
     max_lag: int
     min_firings: int
     jaccard: PairStatistic = field(default_factory=PairStatistic)
+    weighted_jaccard: PairStatistic = field(default_factory=PairStatistic)
     cosine: PairStatistic = field(default_factory=PairStatistic)
+    latent_jump: PairStatistic = field(default_factory=PairStatistic)
+    input_jump: PairStatistic = field(default_factory=PairStatistic)
     input_cosine: PairStatistic = field(default_factory=PairStatistic)
     autocorrelation: LagAutocorrelation = field(init=False)
 
@@ -111,9 +116,31 @@ class StabilityStatistics:
         union = (now | following).sum(-1)
         intersection = (now & following).sum(-1)
         self.jaccard.add(intersection / union.clamp(min=1), union > 0)
+        magnitudes = kept.clamp_min(0).double()
+        overlap = torch.minimum(magnitudes[:, :-1], magnitudes[:, 1:]).sum(-1)
+        extent = torch.maximum(magnitudes[:, :-1], magnitudes[:, 1:]).sum(-1)
+        self.weighted_jaccard.add(overlap / extent.clamp_min(1e-300), extent > 0)
+        self.latent_jump.add(*relative_jumps(magnitudes))
+        self.input_jump.add(*relative_input_jump(inputs))
         self.cosine.add(*_successive_cosine(kept))
         self.input_cosine.add(*_successive_cosine(inputs))
         self.autocorrelation.add(kept, active, included)
+
+
+def relative_jumps(magnitudes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window and latent, max_t |f_t+1 - f_t| / max_t f_t: 1 when it switches fully on or off in one step,
+    small when it ramps; defined where the latent fires in the window. `[b, d_sae]` values and mask."""
+    jump = (magnitudes[:, 1:] - magnitudes[:, :-1]).abs().amax(1)
+    peak = magnitudes.amax(1)
+    return jump / peak.clamp_min(1e-300), peak > 0
+
+
+def relative_input_jump(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window, max_t |x_t+1 - x_t| / max_t |x_t| of the SAE's input: the scale latents' jumps are read against."""
+    inputs = inputs.double()
+    jump = (inputs[:, 1:] - inputs[:, :-1]).norm(dim=-1).amax(1)
+    peak = inputs.norm(dim=-1).amax(1)
+    return jump / peak.clamp_min(1e-300), peak > 0
 
 
 def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +190,34 @@ class ReconstructionStatistics:
         return 1.0 - self.squared_error / total_variance
 
 
+def position_explained_variance(latents: torch.Tensor) -> torch.Tensor:
+    """Per latent, the share of its variance explained by position in the window (between-position variance of
+    the per-position means over total variance), on `[b, t, d_sae]`; 0 for constant latents."""
+    values = latents.double()
+    mean = values.mean((0, 1))
+    total = (values - mean).pow(2).sum((0, 1))
+    between = values.shape[0] * (values.mean(0) - mean).pow(2).sum(0)
+    return torch.where(total > 0, between / total.clamp_min(1e-300), torch.zeros_like(total))
+
+
+class RandomTopK:
+    """The random-SAE baseline: unit-norm random dictionary of the same width, encoder = its transpose, TopK at
+    the evaluated SAE's L0, centred on the calibration inputs' mean. Separates "the activations are smooth" from
+    "the dictionary is smooth"."""
+
+    def __init__(self, inputs: torch.Tensor, d_sae: int, k: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed + 1)
+        directions = torch.randn(d_sae, inputs.shape[-1], generator=generator, dtype=torch.float64)
+        self.encoder = (directions / directions.norm(dim=-1, keepdim=True)).T.to(inputs.dtype)
+        self.centre = inputs.reshape(-1, inputs.shape[-1]).mean(0)
+        self.k = min(k, d_sae)
+
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu((inputs - self.centre) @ self.encoder.to(inputs.device))
+        top = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+
+
 class StabilityScorer:
     """Scores `(latents, inputs, reconstruction)` batches of whole windows, each `[b, t, ...]`, as they arrive.
 
@@ -180,7 +235,13 @@ class StabilityScorer:
         self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.held_windows = 0
         self.included: torch.Tensor | None = None
+        self.n_position_excluded = 0
         self.windows = 0
+        self.random_sae: RandomTopK | None = None
+        self.random_real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+        self.random_shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+        self.random_included: torch.Tensor | None = None
+        self.seed = seed
 
     def add(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
         self.windows += latents.shape[0]
@@ -195,7 +256,17 @@ class StabilityScorer:
 
     def _calibrate(self) -> None:
         tokens = sum(batch[0].shape[0] * batch[0].shape[1] for batch in self.held)
-        self.included = _not_dense(self.firing_counts, tokens, self.cfg.dense_threshold)
+        latents = torch.cat([batch[0] for batch in self.held])
+        inputs = torch.cat([batch[1] for batch in self.held])
+        not_dense = _not_dense(self.firing_counts, tokens, self.cfg.dense_threshold)
+        tracks_position = position_explained_variance(latents) > self.cfg.position_threshold
+        self.n_position_excluded = int((tracks_position & not_dense).sum())
+        self.included = not_dense & ~tracks_position
+        l0 = float((latents > self.cfg.activation_threshold).sum(-1).double().mean())
+        self.random_sae = RandomTopK(inputs, latents.shape[-1], k=max(1, round(l0)), seed=self.seed)
+        random_latents = self.random_sae.encode(inputs)
+        random_counts = (random_latents > 0).sum((0, 1))
+        self.random_included = _not_dense(random_counts, tokens, self.cfg.dense_threshold)
         for batch in self.held:
             self._score(*batch)
         self.held.clear()
@@ -207,6 +278,11 @@ class StabilityScorer:
         shuffled_latents, shuffled_inputs = shuffle_positions(self.generator, latents, inputs)
         self.shuffled.add(shuffled_latents, shuffled_inputs, threshold, self.included)
         self.reconstruction.add(latents, inputs, reconstruction, threshold)
+        assert self.random_sae is not None and self.random_included is not None
+        random_latents = self.random_sae.encode(inputs)
+        self.random_real.add(random_latents, inputs, 0.0, self.random_included)
+        shuffled_random, shuffled_inputs = shuffle_positions(self.generator, random_latents, inputs)
+        self.random_shuffled.add(shuffled_random, shuffled_inputs, 0.0, self.random_included)
 
     def finish(self) -> TemporalStabilityResult:
         if self.windows == 0:
@@ -214,9 +290,25 @@ class StabilityScorer:
         if self.included is None:  # fewer windows than the calibration asked for: calibrate on all of them
             self._calibrate()
         assert self.included is not None
-        return _result(
+        assert self.random_sae is not None
+        result = _result(
             self.real, self.shuffled, self.reconstruction, self.firing_counts, self.included, self.windows, self.cfg
         )
+        result.metrics.exclusions.n_position_excluded = self.n_position_excluded
+        result.metrics.exclusions.n_dense_excluded -= self.n_position_excluded
+        result.metrics.random_sae = RandomSAEMetrics(
+            k=self.random_sae.k,
+            adjacent_jaccard=self.random_real.jaccard.mean,
+            adjacent_jaccard_excess=excess_over_null(self.random_real.jaccard.mean, self.random_shuffled.jaccard.mean),
+            successive_cosine=self.random_real.cosine.mean,
+            lag1_mean=_mean(self.random_real.autocorrelation.per_latent()[0]),
+            lag1_excess=excess_over_null(
+                _mean(self.random_real.autocorrelation.per_latent()[0]),
+                _mean(self.random_shuffled.autocorrelation.per_latent()[0]),
+            ),
+            activation_jump=self.random_real.latent_jump.mean,
+        )
+        return result
 
 
 def score_stability(
@@ -269,6 +361,15 @@ def _result(
             adjacent_jaccard=real.jaccard.mean,
             adjacent_jaccard_shuffled=shuffled.jaccard.mean,
             adjacent_jaccard_excess=excess_over_null(real.jaccard.mean, shuffled.jaccard.mean),
+            weighted_jaccard=real.weighted_jaccard.mean,
+            weighted_jaccard_shuffled=shuffled.weighted_jaccard.mean,
+            weighted_jaccard_excess=excess_over_null(real.weighted_jaccard.mean, shuffled.weighted_jaccard.mean),
+        ),
+        smoothness=SmoothnessMetrics(
+            activation_jump=real.latent_jump.mean,
+            activation_jump_shuffled=shuffled.latent_jump.mean,
+            input_jump=real.input_jump.mean,
+            jump_ratio_to_input=real.latent_jump.mean / real.input_jump.mean if real.input_jump.mean else float("nan"),
         ),
         cosine=CosineMetrics(
             successive_cosine=real.cosine.mean,
