@@ -27,6 +27,7 @@ BUILTIN_EVAL_MODULES = (
     "tsae_evals.evals.temporal_stability.eval",
     "tsae_evals.evals.feature_lifetimes.eval",
     "tsae_evals.evals.context_switch.eval",
+    "tsae_evals.evals.causal_interventions.eval",
 )
 
 
