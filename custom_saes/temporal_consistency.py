@@ -7,6 +7,7 @@ Inference is per token; only training sees sequences, so flattened input means p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,8 @@ class TemporalConsistencyOptions(BaseModel):
     """Training settings of the temporal consistency SAE (set with --set name=value)."""
 
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    window_option: ClassVar[str] = "window_size"
+    """The setting `ablate-window` sweeps."""
 
     window_size: int = Field(default=4, ge=2)
     """Positions per sliding window."""

@@ -147,6 +147,8 @@ class TemporalContextOptions(BaseModel):
     """Training settings of the temporal context SAE (set with --set name=value); L1 comes from --l1."""
 
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    window_option: ClassVar[str] = "context_window"
+    """The setting `ablate-window` sweeps."""
 
     context_window: int = Field(default=4, ge=1)
     """Previous positions in the context buffer."""

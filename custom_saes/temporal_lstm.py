@@ -160,6 +160,8 @@ class TemporalLSTMOptions(BaseModel):
     """Training settings of the temporal LSTM SAE (set with --set name=value); L1 comes from --l1."""
 
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    window_option: ClassVar[str] = "memory_window"
+    """The setting `ablate-window` sweeps."""
 
     init_from: Path | None = None
     """Directory of the pretrained static sae-lens ReLU SAE ("standard") at the same hook: required."""

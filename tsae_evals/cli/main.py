@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from tsae_evals.cli import list_cmd, run_cmd, train_cmd
+from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, train_cmd
 from tsae_evals.errors import UsageError
 
 EPILOG = """examples:
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train}")
-    for module in (run_cmd, list_cmd, train_cmd):
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,ablate-window}")
+    for module in (run_cmd, list_cmd, train_cmd, ablate_cmd):
         module.add_parser(commands)
     return parser
 

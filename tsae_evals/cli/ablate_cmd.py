@@ -1,0 +1,83 @@
+"""`ablate-window`: sweep the window of a windowed architecture, then one table (train + evaluate each)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tsae_evals.data.documents import DEFAULT_DATASET
+from tsae_evals.models import DEFAULT_MODEL
+
+EPILOG = """examples:
+  python -m tsae_evals ablate-window --arch tsae_temporal_context --windows 1,2,4,8 --layer 6 --tokens 60000 \\
+      --out saes/sweep --evals core,temporal
+  python -m tsae_evals ablate-window --arch tsae_temporal_lstm --windows 4,16 --layer 6 --tokens 60000 \\
+      --out saes/sweep --set init_from=saes/l6-relu --evals temporal
+SAEs already trained under --out are reused; the table is also written to RESULTS_DIR/window_ablation/ARCH.json.
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ablate-window",
+        help="sweep a windowed architecture's window size",
+        description="Train one SAE per window size, evaluate them together, print one row per window.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--arch", required=True, help="a windowed architecture (see list --archs)")
+    parser.add_argument("--windows", required=True, help="comma-separated window sizes")
+    parser.add_argument("--layer", type=int, required=True)
+    parser.add_argument("--tokens", type=int, required=True, help="training tokens per SAE")
+    parser.add_argument("--out", type=Path, required=True, help="directory the SAEs are written under")
+    parser.add_argument("--evals", default="temporal", help="evals to run (default: the temporal group)")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--expansion", type=int, default=4)
+    parser.add_argument("--l1", type=float, default=5.0)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--n-windows", type=int, default=64, help="evaluation windows (default 64)")
+    parser.add_argument("--context-size", type=int, default=128)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--dataset", default=DEFAULT_DATASET)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results-dir", type=Path, default=Path("eval_results"))
+    parser.add_argument("--config", action="append", default=[], metavar="EVAL.FIELD=VALUE")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.ablation import WindowAblation, ablate_window, format_table
+    from tsae_evals.errors import UsageError
+    from tsae_evals.runner import RunRequest
+    from tsae_evals.training import TrainRequest
+
+    try:
+        windows = tuple(int(w) for w in args.windows.split(","))
+    except ValueError:
+        raise UsageError(f"--windows {args.windows!r} is not a list of integers", "e.g. --windows 1,2,4,8") from None
+    common = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "context_size": args.context_size}
+    request = WindowAblation(
+        train=TrainRequest(
+            arch=args.arch,
+            layer=args.layer,
+            tokens=args.tokens,
+            out=args.out,
+            expansion=args.expansion,
+            l1_coefficient=args.l1,
+            k=args.k,
+            options=tuple(args.options),
+            **common,
+        ),
+        windows=windows,
+        run=RunRequest(
+            sae_specs=[],
+            eval_names=args.evals,
+            n_windows=args.n_windows,
+            results_dir=args.results_dir,
+            config_overrides=args.config,
+            **common,
+        ),
+    )
+    rows, outcomes = ablate_window(request)
+    print(format_table(rows))
+    return 1 if any(o.status != "ok" for o in outcomes) else 0
