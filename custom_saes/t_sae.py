@@ -116,13 +116,13 @@ def adjacent_info_nce(
     generator = torch.Generator().manual_seed(seed)
     anchors, positives, owners = [], [], []
     for row in range(batch):
-        positions = valid[row].nonzero().flatten() + 1
+        positions = valid[row].nonzero().flatten().cpu() + 1
         if positions.numel() == 0:
             continue
         chosen = positions[torch.randperm(positions.numel(), generator=generator)[:pairs_per_sequence]]
         anchors.append(codes[row, chosen])
         positives.append(codes[row, chosen - 1])
-        owners.append(torch.full((chosen.numel(),), row))
+        owners.append(torch.full((chosen.numel(),), row, device=codes.device))
     if len(anchors) < 2:
         return codes.new_zeros(())
     anchor = F.normalize(torch.cat(anchors), dim=-1, eps=1e-6)
@@ -130,8 +130,9 @@ def adjacent_info_nce(
     owner = torch.cat(owners)
     logits = anchor @ positive.T / temperature
     same_sequence = owner[:, None] == owner[None, :]
-    logits = logits.masked_fill(same_sequence & ~torch.eye(len(owner), dtype=torch.bool), float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(owner)))
+    diagonal = torch.eye(len(owner), dtype=torch.bool, device=codes.device)
+    logits = logits.masked_fill(same_sequence & ~diagonal, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(owner), device=codes.device))
 
 
 class TSAEOptions(BaseModel):

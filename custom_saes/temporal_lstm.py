@@ -135,7 +135,7 @@ class TemporalLSTMSAE(TsaeSAE[TemporalLSTMSAEConfig]):
             "gate_l1": coefficients["gate_l1"] * masked_mean(parts["gate"].mean(-1), mask),
         }
         if coefficients["distill"] and self.distillation_teacher is not None:
-            W_enc, b_enc, b_dec = self.distillation_teacher
+            W_enc, b_enc, b_dec = (t.to(x.device) for t in self.distillation_teacher)
             teacher = torch.relu((x * self.activation_scale - b_dec) @ W_enc + b_enc)
             error = (torch.relu(parts["static"]) - teacher).pow(2).sum(-1)
             losses["distill"] = coefficients["distill"] * masked_mean(error, mask)

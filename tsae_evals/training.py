@@ -177,6 +177,7 @@ class TrainingJob:
 
         request = self.request
         per_window = request.context_size - 1
+        sae.to(request.device)
         history = train_in_phases(
             sae,
             phases,
@@ -188,7 +189,7 @@ class TrainingJob:
             checkpoint_dir=checkpoint_dir(request.out) if request.checkpoints else None,
         )
         sae.cfg.metadata.training_log = history.rows
-        return sae
+        return sae.to("cpu")
 
 
 def checkpoint_dir(out: Path) -> Path:

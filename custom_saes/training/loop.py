@@ -73,6 +73,7 @@ def train_in_phases(
     with torch.no_grad():
         sae.activation_scale.fill_(data.scale)
     sae.train()
+    device = sae.W_dec.device
     stream = data.batches(min(batch_windows, data.n_windows), seed)
     tokens_per_step = min(batch_windows, data.n_windows) * data.tokens_per_window
     total_steps = max(len(phases), math.ceil(tokens / tokens_per_step))
@@ -91,6 +92,7 @@ def train_in_phases(
                 for group in optimiser.param_groups:
                     group["lr"] = lr * phase.lr_scale * min(1.0, (step + 1) / warmup)
                 x, mask = next(stream)
+                x, mask = x.to(device), mask.to(device)
                 out = sae.training_forward(x, mask, phase.coefficients(step / max(1, steps - 1)))
                 loss = sum(out.losses.values(), torch.zeros(()))
                 if not torch.isfinite(loss):
