@@ -24,7 +24,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import TrainingJob, register_training_architecture
+from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_adaptive_variance"
 
@@ -128,7 +128,7 @@ def train_adaptive_variance(job: TrainingJob, options: AdaptiveVarianceOptions) 
             metadata=job.metadata(),
         )
     )
-    l1, reg = job.request.l1_coefficient, options.global_reg_coefficient
+    l1, reg = job.l1(PHASED_L1), options.global_reg_coefficient
     phases = [
         Phase("warmup", 0.1, ramp("l1", 0.0, l1, global_reg=reg)),
         Phase("train", 0.9, constant(l1=l1, global_reg=reg)),

@@ -143,10 +143,16 @@ def iter_registered() -> Iterator[tuple[str, type[Any]]]:
             yield name, sae_class
 
 
+ENCODER_INIT_SCALE = 0.1
+"""W_enc starts as this x W_dec^T. At 1, half of all latents fire on normalised inputs with large values and the
+first reconstructions are several times the input (explained variance about -3); sae-lens starts its decoder at
+norm 0.1 for the same reason. Decoder rows stay unit-norm, so L1 penalties keep their meaning."""
+
+
 def add_linear_sae_parameters(sae: SAE[Any], d_in: int, d_sae: int) -> None:
-    """W_enc `[d_in, d_sae]` = W_dec^T, zero b_enc and b_dec, unit-norm decoder rows: the standard SAE start."""
+    """W_enc `[d_in, d_sae]` = 0.1 W_dec^T, zero b_enc and b_dec, unit-norm decoder rows."""
     decoder = kaiming_decoder(d_sae, d_in, sae.dtype, sae.device)
     sae.W_dec = nn.Parameter(decoder)
-    sae.W_enc = nn.Parameter(decoder.T.clone().contiguous())
+    sae.W_enc = nn.Parameter(ENCODER_INIT_SCALE * decoder.T.clone().contiguous())
     sae.b_enc = nn.Parameter(torch.zeros(d_sae, dtype=sae.dtype, device=sae.device))
     sae.b_dec = nn.Parameter(torch.zeros(d_in, dtype=sae.dtype, device=sae.device))

@@ -21,6 +21,7 @@ from sae_lens import register_sae_class
 from torch import nn
 
 from custom_saes.base import (
+    ENCODER_INIT_SCALE,
     TrainingOutput,
     TsaeConfig,
     TsaeSAE,
@@ -61,10 +62,12 @@ class HierarchicalSAE(TsaeSAE[HierarchicalSAEConfig]):
         d_upper = cfg.d_sae - cfg.d_lower
         self.W_dec_lower = nn.Parameter(kaiming_decoder(cfg.d_lower, cfg.d_in, self.dtype, self.device))
         self.W_dec_upper = nn.Parameter(kaiming_decoder(d_upper, cfg.d_in, self.dtype, self.device))
-        self.W_enc_lower = nn.Parameter(self.W_dec_lower.data.T.clone().contiguous())
+        self.W_enc_lower = nn.Parameter(ENCODER_INIT_SCALE * self.W_dec_lower.data.T.clone().contiguous())
         self.b_enc_lower = nn.Parameter(torch.zeros(cfg.d_lower, **kwargs))
+        # Small, for the reason given at ENCODER_INIT_SCALE: at full scale the new upper level's first outputs swamp
+        # the lower level's residual and every upper latent is pushed below zero for good (measured: all dead).
         upper = kaiming_decoder(d_upper, cfg.d_lower, self.dtype, self.device)
-        self.W_enc_upper = nn.Parameter(upper.T.clone().contiguous())
+        self.W_enc_upper = nn.Parameter(ENCODER_INIT_SCALE * upper.T.clone().contiguous())
         self.b_enc_upper = nn.Parameter(torch.zeros(d_upper, **kwargs))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kwargs))
         self.register_buffer("lower_groups", torch.arange(cfg.d_lower, device=self.device))
@@ -175,7 +178,7 @@ class HierarchicalOptions(BaseModel):
     """Share of the d_sae latents in the (dense) lower level."""
     beta1: float = Field(default=2.0, ge=0)
     """L1 coefficient of the lower level (dense, so small)."""
-    beta2: float = Field(default=8.0, ge=0)
+    beta2: float = Field(default=4.0, ge=0)
     """L1 coefficient of the upper level; must exceed beta1."""
     lower_mse_coefficient: float = Field(default=1.0, ge=0)
     """Weight of the lower level's own reconstruction in the joint phase."""

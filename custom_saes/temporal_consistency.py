@@ -24,7 +24,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import TrainingJob, register_training_architecture
+from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_consistency"
 
@@ -105,7 +105,7 @@ def train_temporal_consistency(job: TrainingJob, options: TemporalConsistencyOpt
             d_in=job.d_in, d_sae=job.d_sae, window_size=options.window_size, metadata=job.metadata()
         )
     )
-    l1, consistency = job.request.l1_coefficient, options.consistency_coefficient
+    l1, consistency = job.l1(PHASED_L1), options.consistency_coefficient
     phases = [
         Phase("warmup", 0.1, ramp("l1", 0.0, l1, consistency=consistency)),
         Phase("train", 0.9, constant(l1=l1, consistency=consistency)),

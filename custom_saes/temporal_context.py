@@ -32,7 +32,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import TrainingJob, register_training_architecture
+from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_context"
 InterventionStrategy = Literal["clamp", "pattern", "hybrid"]
@@ -173,7 +173,7 @@ def train_temporal_context(job: TrainingJob, options: TemporalContextOptions) ->
             metadata=job.metadata(),
         )
     )
-    l1 = job.request.l1_coefficient
+    l1 = job.l1(PHASED_L1)
     return job.train_phased(sae, [Phase("warmup", 0.1, ramp("l1", 0.0, l1)), Phase("train", 0.9, constant(l1=l1))])
 
 

@@ -39,7 +39,7 @@ from custom_saes.base import (
 )
 from custom_saes.lifecycle import FeatureLifecycleTracker
 from tsae_evals.errors import UsageError
-from tsae_evals.training import TrainingJob, register_training_architecture
+from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_lstm"
 
@@ -204,7 +204,7 @@ def train_temporal_lstm(job: TrainingJob, options: TemporalLSTMOptions) -> Tempo
         sae.activation_scale.fill_(job.sequence_activations().scale)
     sae.load_static_sae(static)
     sae.distillation_teacher = (sae.W_enc.detach().clone(), sae.b_enc.detach().clone(), sae.b_dec.detach().clone())
-    l1, start = job.request.l1_coefficient, options.sparsity_start
+    l1, start = job.l1(PHASED_L1), options.sparsity_start
     middle = (start + 1) / 2
     distill, gate = options.distill_coefficient, options.gate_l1_coefficient
     shares = options.phase_shares

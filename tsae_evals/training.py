@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from custom_saes.training.loop import Phase
     from tsae_evals.data import TokenWindows
 
+SAE_LENS_L1 = 5.0
+"""Default L1 of sae-lens's ReLU SAE (it penalises |f| x decoder norm, decoder rows start at norm 0.1)."""
+PHASED_L1 = 3.0
+"""Default L1 of the phased tsae_ ReLU-family recipes (unit-norm decoder rows throughout): measured to match the
+sae-lens ReLU's L0 (137 vs 144 at 150k vs 300k tokens; 5.0 gave L0 39)."""
+
 MAX_CACHED_TOKENS = 400_000
 """Phased training keeps this many tokens of activations in memory (bfloat16: ~460 MB at d_model 576) and
 cycles over them when --tokens is larger."""
@@ -48,8 +54,9 @@ class TrainRequest:
     """Directory to write the sae-lens SAE to."""
     expansion: int = 4
     """d_sae = expansion * d_model."""
-    l1_coefficient: float = 5.0
-    """Sparsity penalty for ReLU SAEs (sae-lens scales it by decoder norms; activations are normalised)."""
+    l1_coefficient: float | None = None
+    """L1 penalty of ReLU-family SAEs; None: the architecture's default (SAE_LENS_L1 for relu, PHASED_L1 for the
+    phased tsae_ recipes; both give L0 near 140 on SmolLM2 layer 6 at 150k-300k tokens)."""
     k: int = 32
     """Active latents per token for TopK and BatchTopK SAEs."""
     lr: float = 1e-3
@@ -133,6 +140,10 @@ class TrainingJob:
     @property
     def d_sae(self) -> int:
         return self.d_in * self.request.expansion
+
+    def l1(self, default: float) -> float:
+        """--l1 when given, else the architecture's `default`."""
+        return default if self.request.l1_coefficient is None else self.request.l1_coefficient
 
     def windows(self, n_windows: int) -> TokenWindows:
         """`n_windows` windows of `context_size` tokens, one document each, in the seeded document order."""
@@ -224,13 +235,12 @@ def _relu(job: TrainingJob, _options: NoOptions) -> SAE[Any]:
     """sae-lens ReLU SAE ("standard") with an L1 penalty (--l1), sae-lens's own trainer."""
     from sae_lens import StandardTrainingSAEConfig
 
-    request = job.request
     return _train_with_sae_lens(
         job,
         StandardTrainingSAEConfig(
             d_in=job.d_in,
             d_sae=job.d_sae,
-            l1_coefficient=request.l1_coefficient,
+            l1_coefficient=job.l1(SAE_LENS_L1),
             normalize_activations="expected_average_only_in",
         ),
     )

@@ -33,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--evals", default="temporal", help="evals to run (default: the temporal group)")
     parser.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--expansion", type=int, default=4)
-    parser.add_argument("--l1", type=float, default=5.0)
+    parser.add_argument("--l1", type=float, default=None, help="L1 (default: the architecture's)")
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--n-windows", type=int, default=64, help="evaluation windows (default 64)")
     parser.add_argument("--context-size", type=int, default=128)

@@ -32,7 +32,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tokens", type=int, required=True, help="training tokens (activations)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (sae-lens format)")
     parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_model (default 4)")
-    parser.add_argument("--l1", type=float, default=5.0, help="L1 coefficient for relu (default 5)")
+    parser.add_argument(
+        "--l1", type=float, default=None, help="L1 coefficient of ReLU-family SAEs (default: 5 relu, 3 tsae_ recipes)"
+    )
     parser.add_argument("--k", type=int, default=32, help="k for topk/batchtopk (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--batch-size-tokens", type=int, default=2048, help="activations per step (default 2048)")
