@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train every architecture (custom tsae_ ones and the baselines) on SmolLM2-135M-Instruct layer 6 and evaluate
-# each with core + temporal_stability. Reuses the demo's ReLU SAE as the static start of the temporal LSTM SAE
+# each with core and every temporal eval (plots included). Reuses the demo's ReLU SAE as the static start of the temporal LSTM SAE
 # and as the width/L0 to match for the random baseline. TOKENS (default 150000) sets the training budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +26,4 @@ done
 train smollm2-l6-tsae_temporal_lstm --arch tsae_temporal_lstm --tokens "$tokens" --set init_from="$relu"
 sae_args=()
 for sae in "${saes[@]}"; do sae_args+=(--sae "$sae"); done
-.venv/bin/python -m tsae_evals run "${sae_args[@]}" --evals core,temporal_stability "$@"
+.venv/bin/python -m tsae_evals run "${sae_args[@]}" --evals core,temporal --plots "$@"
