@@ -43,7 +43,9 @@ def causal_interventions(ctx: EvalContext, cfg: CausalInterventionsConfig) -> Ca
         )
     tokens = ctx.windows.tokens[: cfg.n_windows].to(ctx.device)
     generator = torch.Generator().manual_seed(ctx.seed)
-    loss_effect, control_effect, latent_effect, chosen_all = [], [], [], []
+    # Running sums over windows, by position: memory stays fixed however many windows are read.
+    loss_effect = control_effect = latent_effect = None
+    chosen_all: list[list[int]] = []
     for batch in tokens.split(ctx.batch_size):
         x = ctx.hook_activations(batch)
         with torch.no_grad():
@@ -52,13 +54,23 @@ def causal_interventions(ctx: EvalContext, cfg: CausalInterventionsConfig) -> Ca
             delta = ctx.sae.decode(edited) - ctx.sae.decode(latents)
             control = _random_like(delta, generator)
             clean = _loss(ctx, batch, None)
-            loss_effect.append((_loss(ctx, batch, x + delta) - clean).abs())
-            control_effect.append((_loss(ctx, batch, x + control) - clean).abs())
-            latent_effect.append((ctx.sae.encode(x + delta) - latents).abs().sum(-1))
+            sums = (
+                (_loss(ctx, batch, x + delta) - clean).abs().sum(0),
+                (_loss(ctx, batch, x + control) - clean).abs().sum(0),
+                (ctx.sae.encode(x + delta) - latents).abs().sum(-1).sum(0),
+            )
+        if loss_effect is None or control_effect is None or latent_effect is None:
+            loss_effect, control_effect, latent_effect = sums
+        else:
+            loss_effect, control_effect, latent_effect = (
+                loss_effect + sums[0],
+                control_effect + sums[1],
+                latent_effect + sums[2],
+            )
         chosen_all += chosen
-    loss = torch.cat(loss_effect).mean(0)  # [seq - 1], by position
-    control_loss = torch.cat(control_effect).mean(0)
-    latent_change = torch.cat(latent_effect).mean(0)  # [seq]
+    assert loss_effect is not None and control_effect is not None and latent_effect is not None
+    n = len(chosen_all)
+    loss, control_loss, latent_change = loss_effect / n, control_effect / n, latent_effect / n  # by position
     offsets = range(cfg.max_offset + 1)
     curve = [
         OffsetRow(
