@@ -28,7 +28,7 @@ class RunLengths:
 
 def run_lengths(active: torch.Tensor) -> RunLengths:
     """All runs of `active [batch, seq, latents]` (bool)."""
-    by_latent = active.transpose(1, 2)  # runs are contiguous along the last axis
+    by_latent = active.transpose(1, 2).contiguous()  # runs lie along the last axis; nonzero is faster contiguous
     before = torch.nn.functional.pad(by_latent[..., :-1], (1, 0))
     after = torch.nn.functional.pad(by_latent[..., 1:], (0, 1))
     starts = (by_latent & ~before).nonzero()
