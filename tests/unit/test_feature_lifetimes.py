@@ -107,10 +107,14 @@ def test_the_temporal_group_runs_every_temporal_eval_on_the_tiny_model(tiny_mode
         context_size=48,
         batch_size=4,
         results_dir=tmp_path,
-        config_overrides=["context_switch.window_sizes=[1,4]"],
+        config_overrides=[
+            "context_switch.window_sizes=[1,4]",
+            "causal_interventions.start=8",
+            "causal_interventions.max_offset=16",
+        ],
     )
     outcomes = {o.eval_name: o for o in run(request, model_loader=lambda *_: tiny_model)}
-    assert set(outcomes) == {"temporal_stability", "feature_lifetimes", "context_switch"}
+    assert set(outcomes) == {"temporal_stability", "feature_lifetimes", "context_switch", "causal_interventions"}
     assert all(o.status == "ok" for o in outcomes.values()), [o.message for o in outcomes.values()]
     record = json.loads(outcomes["feature_lifetimes"].path.read_text())
     assert record["eval_result_metrics"]["reference"]["tokens_evaluated"] == 16 * 47
