@@ -12,6 +12,7 @@ part W_low W_up (documented approximation; its reconstruction and sparsity metri
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +137,8 @@ class HierarchicalSAE(TsaeSAE[HierarchicalSAEConfig]):
             losses["l1_upper"] = coefficients["beta2"] * masked_mean(upper.sum(-1), mask)
         if coefficients["group"]:
             losses["group_l21"] = coefficients["group"] * masked_mean(group_l21(lower, self.lower_groups), mask)
-        return TrainingOutput(losses, feature_acts, reconstruction)
+        upper_l0 = float((upper.detach()[mask] > 0).float().sum(-1).mean())
+        return TrainingOutput(losses, feature_acts, reconstruction, {"L0_upper": upper_l0})
 
     @torch.no_grad()
     def regroup_lower_latents(self, similarity: float) -> None:
@@ -228,7 +230,18 @@ def train_hierarchical(job: TrainingJob, options: HierarchicalOptions) -> Hierar
             on_start=lambda model: model.regroup_lower_latents(options.group_similarity),
         ),
     ]
-    return job.train_phased(sae, phases)
+    trained = job.train_phased(sae, phases)
+    upper_l0 = trained.cfg.metadata.training_log[-1]["L0_upper"]
+    trained.cfg.metadata.upper_level_l0 = upper_l0
+    if upper_l0 < 0.01:
+        # Measured on SmolLM2 layer 6: with beta2 > beta1 the upper level can stop firing during phase 2, when the
+        # frozen lower level leaves too little residual to pay its L1. Say so rather than save it silently.
+        print(
+            f"warning: the upper level stopped firing (L0_upper = {upper_l0:.3g} at the end); the saved SAE is in "
+            "effect one-level. Try a smaller --set beta2, or more tokens in phase 2 (--set phase_shares=...).",
+            file=sys.stderr,
+        )
+    return trained
 
 
 register_sae_class(ARCHITECTURE, HierarchicalSAE, HierarchicalSAEConfig)
