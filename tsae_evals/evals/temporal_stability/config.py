@@ -20,6 +20,8 @@ class TemporalStabilityConfig(BaseModel):
     """Latents firing on more than this share of calibration tokens are excluded and counted."""
     position_threshold: float = Field(default=0.5, gt=0, le=1)
     """Latents whose variance is explained by position beyond this share (on calibration windows) are excluded."""
+    random_sae_windows: int = Field(default=16, ge=1)
+    """Calibration windows the random-SAE baseline is scored on (a fixed cost, whatever the run's length)."""
     calibration_windows: int = Field(default=32, ge=1)
     """Windows whose firing rates decide the dense latents; held in memory once, then scored like the rest."""
     max_lag: int = Field(default=10, ge=1)

@@ -126,7 +126,7 @@ class TemporalStabilityMetrics(_Metrics):
     reference: ReferenceMetrics
     """Sparsity and fidelity to read the temporal scores against."""
     random_sae: RandomSAEMetrics | None = None
-    """The same scores for a random SAE of the same width at the same L0, on the calibration windows."""
+    """The same scores for a random SAE of the same width at the same L0, on the first calibration windows."""
 
 
 class LagRow(_Metrics):
