@@ -89,12 +89,15 @@ class TSAE(TsaeSAE[TSAEConfig]):
 
     @torch.no_grad()
     def _update_threshold(self, feature_acts: torch.Tensor, mask: torch.Tensor, rate: float = 0.01) -> None:
+        """Track the batch's smallest kept activation: the threshold that reproduces batch top-k on that batch.
+        A plain running mean for the first 1/rate updates, an exponential average after: an EMA from the first
+        value lags for hundreds of steps, and short CPU runs would then encode at several times k."""
         kept = feature_acts[mask]
         positive = kept[kept > 0]
         if positive.numel():
-            smallest = positive.min()
-            first = bool(self.threshold == 0)
-            self.threshold.copy_(smallest if first else (1 - rate) * self.threshold + rate * smallest)
+            self.threshold_updates = getattr(self, "threshold_updates", 0) + 1
+            weight = max(rate, 1.0 / self.threshold_updates)
+            self.threshold.mul_(1 - weight).add_(weight * positive.min())
 
 
 def batch_top_k(pre: torch.Tensor, mask: torch.Tensor, k: float) -> torch.Tensor:
