@@ -76,7 +76,8 @@ class TrainRequest:
     options: tuple[str, ...] = ()
     """Architecture settings as `name=value` (`--set`), validated against the architecture's options."""
     checkpoints: bool = True
-    """Phased trainers save the SAE at the end of every phase into `<out>.checkpoints/`."""
+    """Save checkpoints into `<out>.checkpoints/`: phased trainers at the end of every phase, sae-lens's trainer
+    at a third and two thirds of training."""
 
 
 Trainer = Callable[["TrainingJob", Any], "SAE[Any]"]
@@ -341,8 +342,9 @@ def _train_with_sae_lens(job: TrainingJob, sae_cfg: TrainingSAEConfig) -> SAE[An
         device=request.device,
         logger=LoggingConfig(log_to_wandb=False),
         output_path=None,
-        checkpoint_path=None,
-        n_checkpoints=0,
+        # sae-lens appends a run id: checkpoints land in OUT.checkpoints/<id>/<tokens seen>/.
+        checkpoint_path=str(checkpoint_dir(request.out)) if request.checkpoints else None,
+        n_checkpoints=2 if request.checkpoints else 0,
         verbose=False,
     )
     runner = LanguageModelSAETrainingRunner(

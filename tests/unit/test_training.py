@@ -60,6 +60,8 @@ def test_every_architecture_trains_saves_and_loads(arch, tiny_model, corpus_file
         assert phases and all("L0" in row and "EV" in row for row in metadata.training_log)
         checkpoints = sorted(p.name for p in checkpoint_dir(out).iterdir())
         assert checkpoints and checkpoints[-1].endswith(phases[-1])
+    if arch in SAE_LENS_TRAINED:
+        assert list(checkpoint_dir(out).glob("*/*/cfg.json")), "sae-lens's trainer saved no checkpoint"
 
 
 def test_phased_training_lowers_the_reconstruction_error(tiny_model, corpus_file, tmp_path):
