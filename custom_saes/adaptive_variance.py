@@ -71,9 +71,6 @@ class AdaptiveVarianceSAE(TsaeSAE[AdaptiveVarianceSAEConfig]):
         z = self.hook_sae_acts_pre(pre * self.variance_scale())
         return self.hook_sae_acts_post(torch.relu(self.beta * z - self.theta))
 
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
-
     @torch.no_grad()
     def _update_running_variance(self, pre: torch.Tensor) -> None:
         flat = pre.reshape(-1, pre.shape[-1])
@@ -117,7 +114,7 @@ class AdaptiveVarianceOptions(BaseModel):
 @register_training_architecture(ARCHITECTURE, options=AdaptiveVarianceOptions)
 def train_adaptive_variance(job: TrainingJob, options: AdaptiveVarianceOptions) -> AdaptiveVarianceSAE:
     """ReLU SAE with running-variance normalisation and learned global (beta, theta); L1 warms up over 10%."""
-    from custom_saes.training.loop import Phase, constant, ramp
+    from custom_saes.training.loop import l1_warmup_then_train
 
     sae = AdaptiveVarianceSAE(
         AdaptiveVarianceSAEConfig(
@@ -128,11 +125,7 @@ def train_adaptive_variance(job: TrainingJob, options: AdaptiveVarianceOptions) 
             metadata=job.metadata(),
         )
     )
-    l1, reg = job.l1(PHASED_L1), options.global_reg_coefficient
-    phases = [
-        Phase("warmup", 0.1, ramp("l1", 0.0, l1, global_reg=reg)),
-        Phase("train", 0.9, constant(l1=l1, global_reg=reg)),
-    ]
+    phases = l1_warmup_then_train(job.l1(PHASED_L1), global_reg=options.global_reg_coefficient)
     return job.train_phased(sae, phases)
 
 

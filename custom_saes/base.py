@@ -82,6 +82,11 @@ class TsaeSAE(SAE[C], Generic[C]):
     def unscale_output(self, reconstruction: torch.Tensor) -> torch.Tensor:
         return self.hook_sae_recons(reconstruction) / self.activation_scale
 
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        """Linear decoder in normalised units, then back to input units; classes with temporal decoder paths
+        override it."""
+        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
+
     def after_optimizer_step(self) -> None:
         """Keep decoder rows at unit norm, so L1 penalties cannot be dodged by shrinking latents."""
         if self.W_dec.requires_grad:

@@ -97,9 +97,6 @@ class HierarchicalSAE(TsaeSAE[HierarchicalSAEConfig]):
         both = torch.cat([lower, upper], dim=-1)
         return self.hook_sae_acts_post(self.hook_sae_acts_pre(both))
 
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
-
     def decode_lower(self, lower: torch.Tensor) -> torch.Tensor:
         """The lower level's own reconstruction (level 1 of the multi-level loss)."""
         return self.unscale_output(lower @ self.W_dec_lower + self.b_dec)

@@ -65,9 +65,6 @@ class TSAE(TsaeSAE[TSAEConfig]):
         pre = self.pre_activations(x)
         return self.hook_sae_acts_post(pre * (pre > self.threshold))
 
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
-
     def decode_high_level(self, feature_acts: torch.Tensor) -> torch.Tensor:
         """Reconstruction from the high-level prefix alone (the inner Matryoshka level)."""
         h = self.cfg.n_high_level

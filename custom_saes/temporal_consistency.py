@@ -51,9 +51,6 @@ class TemporalConsistencySAE(TsaeSAE[TemporalConsistencySAEConfig]):
         pre = self.hook_sae_acts_pre(self.scale_input(x) @ self.W_enc + self.b_enc)
         return self.hook_sae_acts_post(torch.relu(pre))
 
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
-
     def training_forward(self, x: torch.Tensor, mask: torch.Tensor, coefficients: dict[str, float]) -> TrainingOutput:
         sequences, _ = as_sequences(x, self.flat_input)
         feature_acts = self.encode(sequences)
@@ -98,18 +95,14 @@ class TemporalConsistencyOptions(BaseModel):
 @register_training_architecture(ARCHITECTURE, options=TemporalConsistencyOptions)
 def train_temporal_consistency(job: TrainingJob, options: TemporalConsistencyOptions) -> TemporalConsistencySAE:
     """ReLU SAE + sliding-window temporal consistency loss; L1 warms up over the first 10% of training."""
-    from custom_saes.training.loop import Phase, constant, ramp
+    from custom_saes.training.loop import l1_warmup_then_train
 
     sae = TemporalConsistencySAE(
         TemporalConsistencySAEConfig(
             d_in=job.d_in, d_sae=job.d_sae, window_size=options.window_size, metadata=job.metadata()
         )
     )
-    l1, consistency = job.l1(PHASED_L1), options.consistency_coefficient
-    phases = [
-        Phase("warmup", 0.1, ramp("l1", 0.0, l1, consistency=consistency)),
-        Phase("train", 0.9, constant(l1=l1, consistency=consistency)),
-    ]
+    phases = l1_warmup_then_train(job.l1(PHASED_L1), consistency=options.consistency_coefficient)
     return job.train_phased(sae, phases)
 
 

@@ -106,9 +106,6 @@ class TemporalContextSAE(TsaeSAE[TemporalContextSAEConfig]):
         sequences, restore = as_sequences(x, self.flat_input)
         return restore(self._encode_sequences(sequences)[0])
 
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.unscale_output(feature_acts @ self.W_dec + self.b_dec)
-
     @torch.no_grad()
     def intervene(
         self, x: torch.Tensor, latents: list[int], value: float, strategy: InterventionStrategy = "clamp"
@@ -161,7 +158,7 @@ class TemporalContextOptions(BaseModel):
 @register_training_architecture(ARCHITECTURE, options=TemporalContextOptions)
 def train_temporal_context(job: TrainingJob, options: TemporalContextOptions) -> TemporalContextSAE:
     """ReLU SAE + causal context buffer and pattern bank, trained jointly; L1 warms up over 10%."""
-    from custom_saes.training.loop import Phase, constant, ramp
+    from custom_saes.training.loop import l1_warmup_then_train
 
     sae = TemporalContextSAE(
         TemporalContextSAEConfig(
@@ -173,8 +170,7 @@ def train_temporal_context(job: TrainingJob, options: TemporalContextOptions) ->
             metadata=job.metadata(),
         )
     )
-    l1 = job.l1(PHASED_L1)
-    return job.train_phased(sae, [Phase("warmup", 0.1, ramp("l1", 0.0, l1)), Phase("train", 0.9, constant(l1=l1))])
+    return job.train_phased(sae, l1_warmup_then_train(job.l1(PHASED_L1)))
 
 
 register_sae_class(ARCHITECTURE, TemporalContextSAE, TemporalContextSAEConfig)

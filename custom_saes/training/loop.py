@@ -27,6 +27,15 @@ def ramp(name: str, start: float, end: float, **fixed: float) -> Callable[[float
     return lambda progress: {**fixed, name: start + (end - start) * progress}
 
 
+def l1_warmup_then_train(l1: float, warmup_share: float = 0.1, **fixed: float) -> list[Phase]:
+    """The one-stage recipe of the ReLU-family SAEs: L1 ramps from 0 to `l1` over `warmup_share` of the tokens,
+    then stays; `fixed` coefficients hold throughout."""
+    return [
+        Phase("warmup", warmup_share, ramp("l1", 0.0, l1, **fixed)),
+        Phase("train", 1 - warmup_share, constant(l1=l1, **fixed)),
+    ]
+
+
 @dataclass(frozen=True)
 class Phase:
     """One stage of a curriculum."""
