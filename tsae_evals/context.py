@@ -24,14 +24,10 @@ class EncodedBatch:
     """`sae.encode` of the whole windows (sequence-aware SAEs see BOS as context)."""
     reconstruction: torch.Tensor
     """`sae.decode(latents)`."""
-    first_scored: int
-    """First text position: metrics score positions from here on."""
 
     def limited(self, n_windows: int) -> EncodedBatch:
         """The first `n_windows` windows of this batch."""
-        return EncodedBatch(
-            self.activations[:n_windows], self.latents[:n_windows], self.reconstruction[:n_windows], self.first_scored
-        )
+        return EncodedBatch(self.activations[:n_windows], self.latents[:n_windows], self.reconstruction[:n_windows])
 
 
 @dataclass
@@ -70,6 +66,18 @@ class EvalContext:
         activations = cache[self.hook_name]
         return activations.reshape(*activations.shape[:2], -1)
 
+    def scored_start(self, skip_first_positions: int) -> int:
+        """First position temporal metrics score: after BOS and `skip_first_positions` more; at least 2 remain."""
+        from tsae_evals.errors import UsageError
+
+        start = self.windows.first_text_position + skip_first_positions
+        if start >= self.windows.context_size - 2:
+            raise UsageError(
+                f"skip_first_positions={skip_first_positions} leaves fewer than 2 positions per window",
+                "lower skip_first_positions or raise --context-size",
+            )
+        return start
+
     def encoded_batches(self, n_windows: int | None = None) -> Iterator[EncodedBatch]:
         """One model forward and one SAE pass per batch over the first `n_windows` windows."""
         import torch
@@ -78,7 +86,7 @@ class EvalContext:
             with torch.no_grad():
                 latents = self.sae.encode(activations)
                 reconstruction = self.sae.decode(latents)
-            yield EncodedBatch(activations, latents, reconstruction, self.windows.first_text_position)
+            yield EncodedBatch(activations, latents, reconstruction)
 
     def iter_activation_batches(self, n_windows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield `(tokens [b, seq], activations [b, seq, d_in])` over the first `n_windows` windows."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tsae_evals.errors import UsageError
 from tsae_evals.evals.feature_lifetimes.config import FeatureLifetimesConfig
 from tsae_evals.evals.feature_lifetimes.result import FeatureLifetimesResult
 from tsae_evals.registry import register_streaming_eval
@@ -26,16 +25,11 @@ class _Scorer:
         from tsae_evals.evals.feature_lifetimes.stream import LifetimeScorer
 
         self.n_windows = cfg.n_windows
-        self.skip = cfg.skip_first_positions
-        if ctx.windows.first_text_position + self.skip >= ctx.windows.context_size - 2:
-            raise UsageError(
-                f"skip_first_positions={self.skip} leaves fewer than 2 positions per window",
-                "lower skip_first_positions or raise --context-size",
-            )
+        self.start = ctx.scored_start(cfg.skip_first_positions)
         self.inner = LifetimeScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed)
 
     def add(self, batch: EncodedBatch) -> None:
-        self.inner.add(batch.latents[:, batch.first_scored + self.skip :])
+        self.inner.add(batch.latents[:, self.start :])
 
     def finish(self) -> FeatureLifetimesResult:
         return self.inner.finish()
