@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tsae_evals.data.documents import DEFAULT_DATASET
-from tsae_evals.models import DEFAULT_MODEL
+from tsae_evals.cli.train_cmd import add_training_arguments, training_request
 
 EPILOG = """examples:
   python -m tsae_evals ablate-window --arch tsae_temporal_context --windows 1,2,4,8 --layer 6 --tokens 60000 \\
@@ -25,21 +24,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", required=True, help="a windowed architecture (see list --archs)")
+    add_training_arguments(
+        parser, arch_help="a windowed architecture (see list --archs)", out_help="directory the SAEs are written under"
+    )
     parser.add_argument("--windows", required=True, help="comma-separated window sizes")
-    parser.add_argument("--layer", type=int, required=True)
-    parser.add_argument("--tokens", type=int, required=True, help="training tokens per SAE")
-    parser.add_argument("--out", type=Path, required=True, help="directory the SAEs are written under")
     parser.add_argument("--evals", default="temporal", help="evals to run (default: the temporal group)")
-    parser.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--expansion", type=int, default=4)
-    parser.add_argument("--l1", type=float, default=None, help="L1 (default: the architecture's)")
-    parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--n-windows", type=int, default=64, help="evaluation windows (default 64)")
-    parser.add_argument("--context-size", type=int, default=128)
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--dataset", default=DEFAULT_DATASET)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=Path("eval_results"))
     parser.add_argument("--config", action="append", default=[], metavar="EVAL.FIELD=VALUE")
     parser.set_defaults(handler=handle)
@@ -49,33 +39,26 @@ def handle(args: argparse.Namespace) -> int:
     from tsae_evals.ablation import WindowAblation, ablate_window, format_table
     from tsae_evals.errors import UsageError
     from tsae_evals.runner import RunRequest
-    from tsae_evals.training import TrainRequest
 
     try:
         windows = tuple(int(w) for w in args.windows.split(","))
     except ValueError:
         raise UsageError(f"--windows {args.windows!r} is not a list of integers", "e.g. --windows 1,2,4,8") from None
-    common = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "context_size": args.context_size}
+    train = training_request(args)
     request = WindowAblation(
-        train=TrainRequest(
-            arch=args.arch,
-            layer=args.layer,
-            tokens=args.tokens,
-            out=args.out,
-            expansion=args.expansion,
-            l1_coefficient=args.l1,
-            k=args.k,
-            options=tuple(args.options),
-            **common,
-        ),
+        train=train,
         windows=windows,
         run=RunRequest(
             sae_specs=[],
             eval_names=args.evals,
+            model=train.model,
+            dataset=train.dataset,
             n_windows=args.n_windows,
+            context_size=train.context_size,
+            seed=train.seed,
+            device=train.device,
             results_dir=args.results_dir,
             config_overrides=args.config,
-            **common,
         ),
     )
     rows, outcomes = ablate_window(request)

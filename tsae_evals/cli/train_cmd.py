@@ -1,12 +1,16 @@
-"""`train`: train an SAE with sae-lens's trainer on the model's activations."""
+"""`train`: train (or build) an SAE of any registered architecture on the model's activations."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tsae_evals.data.documents import DEFAULT_DATASET
 from tsae_evals.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from tsae_evals.training import TrainRequest
 
 EPILOG = """examples:
   python -m tsae_evals train --arch relu --layer 6 --tokens 300000 --out saes/l6-relu
@@ -23,14 +27,62 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
         help="train an SAE",
-        description="Train an SAE on blocks.LAYER.hook_resid_post with sae-lens's trainer; saves a sae-lens directory.",
+        description=(
+            "Train an SAE on blocks.LAYER.hook_resid_post (sae-lens's trainer for relu/topk/batchtopk, the shared "
+            "phased loop for tsae_ architectures); saves a sae-lens directory."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", required=True, help="architecture id (python -m tsae_evals list --archs)")
+    add_training_arguments(parser, arch_help="architecture id (python -m tsae_evals list --archs)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.training import train
+
+    out = train(training_request(args))
+    print(f"saved SAE to {out}")
+    return 0
+
+
+def training_request(args: argparse.Namespace) -> TrainRequest:
+    """A TrainRequest from the flags `add_training_arguments` declared."""
+    from tsae_evals.training import TrainRequest
+
+    return TrainRequest(
+        arch=args.arch,
+        layer=args.layer,
+        tokens=args.tokens,
+        out=args.out,
+        expansion=args.expansion,
+        l1_coefficient=args.l1,
+        k=args.k,
+        lr=args.lr,
+        batch_size_tokens=args.batch_size_tokens,
+        context_size=args.context_size,
+        model=args.model,
+        dataset=args.dataset,
+        seed=args.seed,
+        device=args.device,
+        options=tuple(args.options),
+        checkpoints=not args.no_checkpoints,
+    )
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser, arch_help: str, out_help: str = "output directory (sae-lens format)"
+) -> None:
+    """The flags of a training request, shared by `train` and `ablate-window`."""
+    parser.add_argument("--arch", required=True, help=arch_help)
     parser.add_argument("--layer", type=int, required=True, help="residual-stream layer to read")
     parser.add_argument("--tokens", type=int, required=True, help="training tokens (activations)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (sae-lens format)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help=out_help,
+    )
     parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_model (default 4)")
     parser.add_argument(
         "--l1", type=float, default=None, help="L1 coefficient of ReLU-family SAEs (default: 5 relu, 3 tsae_ recipes)"
@@ -49,31 +101,3 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-checkpoints", action="store_true", help="do not save phase checkpoints into OUT.checkpoints/"
     )
-    parser.set_defaults(handler=handle)
-
-
-def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.training import TrainRequest, train
-
-    out = train(
-        TrainRequest(
-            arch=args.arch,
-            layer=args.layer,
-            tokens=args.tokens,
-            out=args.out,
-            expansion=args.expansion,
-            l1_coefficient=args.l1,
-            k=args.k,
-            lr=args.lr,
-            batch_size_tokens=args.batch_size_tokens,
-            context_size=args.context_size,
-            model=args.model,
-            dataset=args.dataset,
-            seed=args.seed,
-            device=args.device,
-            options=tuple(args.options),
-            checkpoints=not args.no_checkpoints,
-        )
-    )
-    print(f"saved SAE to {out}")
-    return 0
