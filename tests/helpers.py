@@ -80,7 +80,7 @@ def tiny_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(directory)
 
 
-def tiny_model(seed: int = 0) -> Any:
+def tiny_model(seed: int = 0, device: str = "cpu") -> Any:
     from sae_lens import HookedSAETransformer
     from transformer_lens import HookedTransformerConfig
 
@@ -98,6 +98,7 @@ def tiny_model(seed: int = 0) -> Any:
         normalization_type="LN",
         model_name=TINY_MODEL_NAME,
         seed=seed,
+        device=device,  # without it TransformerLens picks CUDA whenever it sees one
     )
     return HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,34 @@ if TYPE_CHECKING:
 
     from tsae_evals.data import TokenWindows
     from tsae_evals.saes import SAERef
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What a run will hand an eval, known before any model loads: enough to refuse a config that cannot run."""
+
+    n_windows: int
+    """Token windows the run cuts."""
+    context_size: int
+    """Tokens per window, BOS included."""
+    prepend_bos: bool
+    """Whether each window starts with BOS."""
+
+    @property
+    def first_text_position(self) -> int:
+        return 1 if self.prepend_bos else 0
+
+    def scored_start(self, skip_first_positions: int) -> int:
+        """First position temporal metrics score: after BOS and `skip_first_positions` more; at least 2 remain."""
+        from tsae_evals.errors import UsageError
+
+        start = self.first_text_position + skip_first_positions
+        if start >= self.context_size - 2:
+            raise UsageError(
+                f"skip_first_positions={skip_first_positions} leaves fewer than 2 positions per window",
+                "lower skip_first_positions or raise --context-size",
+            )
+        return start
 
 
 @dataclass(frozen=True)
@@ -25,9 +53,56 @@ class EncodedBatch:
     reconstruction: torch.Tensor
     """`sae.decode(latents)`."""
 
+    @classmethod
+    def encode(cls, sae: SAE[Any], activations: torch.Tensor) -> EncodedBatch:
+        import torch
+
+        with torch.no_grad():
+            latents = sae.encode(activations)
+            return cls(activations, latents, sae.decode(latents))
+
     def limited(self, n_windows: int) -> EncodedBatch:
         """The first `n_windows` windows of this batch."""
         return EncodedBatch(self.activations[:n_windows], self.latents[:n_windows], self.reconstruction[:n_windows])
+
+    def from_position(self, start: int) -> EncodedBatch:
+        """Positions `start:` of every window."""
+        return EncodedBatch(self.activations[:, start:], self.latents[:, start:], self.reconstruction[:, start:])
+
+
+@dataclass
+class ScoredPositionsScorer:
+    """A streaming eval's scorer that sees only the scored positions of each window (BOS and skipped ones cut)."""
+
+    n_windows: int | None
+    """Windows it wants (None: all of the run's)."""
+    start: int
+    """First scored position (EvalContext.scored_start)."""
+    add_scored: Callable[[EncodedBatch], None]
+    """Takes each batch, already cut to the scored positions."""
+    finish: Callable[[], Any]
+    """Returns the eval's result."""
+
+    def add(self, batch: EncodedBatch) -> None:
+        self.add_scored(batch.from_position(self.start))
+
+
+def run_to_hooks(
+    model: HookedSAETransformer, tokens: torch.Tensor, hooks: list[str], device: str
+) -> dict[str, torch.Tensor]:
+    """Activations `[batch, seq, width]` of every hook in `hooks` from one forward that stops after the deepest
+    one's layer (attention heads flattened into the width). The one place evals run the model to a hook."""
+    import torch
+    from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
+
+    stops = [extract_stop_at_layer_from_tlens_hook_name(hook) for hook in hooks]
+    # None means the hook sits after the last block: the whole model must run.
+    stop = None if any(layer is None for layer in stops) else max(layer for layer in stops if layer is not None)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(
+            tokens.to(device), names_filter=list(hooks), stop_at_layer=stop, prepend_bos=False
+        )
+    return {hook: cache[hook].reshape(*cache[hook].shape[:2], -1) for hook in hooks}
 
 
 @dataclass
@@ -53,40 +128,18 @@ class EvalContext:
 
     def hook_activations(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hook activations `[batch, seq, d_in]` for `tokens`, running the model only up to the hook's layer."""
-        import torch
-        from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
-
-        with torch.no_grad():
-            _, cache = self.model.run_with_cache(
-                tokens.to(self.device),
-                names_filter=[self.hook_name],
-                stop_at_layer=extract_stop_at_layer_from_tlens_hook_name(self.hook_name),
-                prepend_bos=False,
-            )
-        activations = cache[self.hook_name]
-        return activations.reshape(*activations.shape[:2], -1)
+        return run_to_hooks(self.model, tokens, [self.hook_name], self.device)[self.hook_name]
 
     def scored_start(self, skip_first_positions: int) -> int:
-        """First position temporal metrics score: after BOS and `skip_first_positions` more; at least 2 remain."""
-        from tsae_evals.errors import UsageError
-
-        start = self.windows.first_text_position + skip_first_positions
-        if start >= self.windows.context_size - 2:
-            raise UsageError(
-                f"skip_first_positions={skip_first_positions} leaves fewer than 2 positions per window",
-                "lower skip_first_positions or raise --context-size",
-            )
-        return start
+        """First position temporal metrics score (see RunShape.scored_start)."""
+        return RunShape(self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos).scored_start(
+            skip_first_positions
+        )
 
     def encoded_batches(self, n_windows: int | None = None) -> Iterator[EncodedBatch]:
         """One model forward and one SAE pass per batch over the first `n_windows` windows."""
-        import torch
-
         for _, activations in self.iter_activation_batches(n_windows):
-            with torch.no_grad():
-                latents = self.sae.encode(activations)
-                reconstruction = self.sae.decode(latents)
-            yield EncodedBatch(activations, latents, reconstruction)
+            yield EncodedBatch.encode(self.sae, activations)
 
     def iter_activation_batches(self, n_windows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield `(tokens [b, seq], activations [b, seq, d_in])` over the first `n_windows` windows."""

@@ -1,5 +1,10 @@
 """Errors the user can act on."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class UsageError(Exception):
     """Bad input: printed as one line naming the problem and the fix; the CLI exits with code 2."""
@@ -11,4 +16,11 @@ class UsageError(Exception):
 
 
 class EvalFailed(Exception):
-    """An eval could not produce a result; the run records it and goes on with the others."""
+    """An eval ran and could not produce a result (a library it wraps failed); the run records it and goes on."""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], fix: str, *, where: str = "") -> UsageError:
+    """The one "unknown X" error: `unknown {kind} {name!r}{where}`, the closest known names if any, then the fix."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return UsageError(f"unknown {kind} {name!r}{where}", hint + fix)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tsae_evals.errors import UsageError
+from tsae_evals.errors import UsageError, unknown_name
+from tsae_evals.fs import atomic_directory
 
 if TYPE_CHECKING:
     from sae_lens import HookedSAETransformer
@@ -61,16 +60,9 @@ def smollm2_hf_dir() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -101,7 +93,8 @@ def _from_hf_dir(path: Path, device: str) -> HookedSAETransformer:
         refactor_factored_attn_matrices=False,
     )
     del hf_model
-    return model.to(device).eval()
+    # TransformerLens would print "Moving model to device" on every load.
+    return model.to(device, print_details=False).eval()
 
 
 def _from_official_name(name: str, device: str) -> HookedSAETransformer:
@@ -111,13 +104,11 @@ def _from_official_name(name: str, device: str) -> HookedSAETransformer:
     try:
         get_official_model_name(name)
     except ValueError:
-        import difflib
-
-        close = difflib.get_close_matches(name, [*OFFICIAL_MODEL_NAMES, DEFAULT_MODEL], n=3, cutoff=0.6)
-        raise UsageError(
-            f"unknown model {name!r}",
-            (f"did you mean {', '.join(close)}? " if close else "")
-            + f"use {DEFAULT_MODEL!r} (offline), a local HF model directory, or a TransformerLens official name",
+        raise unknown_name(
+            "model",
+            name,
+            [*OFFICIAL_MODEL_NAMES, DEFAULT_MODEL],
+            f"use {DEFAULT_MODEL!r} (offline), a local HF model directory, or a TransformerLens official name",
         ) from None
     try:
         model = HookedSAETransformer.from_pretrained_no_processing(name, device=device)
@@ -127,6 +118,31 @@ def _from_official_name(name: str, device: str) -> HookedSAETransformer:
             f"check hub access and credentials (HF_TOKEN), or use the offline default {DEFAULT_MODEL!r}",
         ) from exc
     return model.eval()
+
+
+def check_device(device: str) -> None:
+    """Refuse, before anything loads, a device this machine does not have."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a torch device", "pass cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {device} asks for CUDA, but CUDA is not available on this machine",
+                "run on a machine with a CUDA GPU and a CUDA build of torch, or pass --device cpu",
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                f"pass cuda:0..cuda:{torch.cuda.device_count() - 1}",
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device} asks for MPS, which is not available here", "pass --device cpu")
+    elif parsed.type not in {"cpu", "cuda", "mps"}:
+        raise UsageError(f"--device {device!r} is not supported", "pass cpu, cuda, cuda:N or mps")
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> HookedSAETransformer:
@@ -147,12 +163,12 @@ def hook_width(model: HookedSAETransformer, hook_name: str) -> int:
     from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
 
     if hook_name not in model.hook_dict:
-        import difflib
-
-        close = difflib.get_close_matches(hook_name, list(model.hook_dict), n=3, cutoff=0.6)
-        raise UsageError(
-            f"hook {hook_name!r} does not exist on model {model.cfg.model_name!r}",
-            f"use one of its hooks (e.g. {', '.join(close) or 'blocks.6.hook_resid_post'}) in the SAE's cfg.json",
+        raise unknown_name(
+            "hook",
+            hook_name,
+            model.hook_dict,
+            "put one of the model's hooks (e.g. blocks.6.hook_resid_post) in the SAE's cfg.json",
+            where=f" on model {model.cfg.model_name!r}",
         )
     seen: dict[str, int] = {}
 

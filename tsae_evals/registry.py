@@ -2,45 +2,34 @@
 
 Built-in evals are imported on first lookup, so `--help` imports nothing heavy. Third-party packages add evals
 by declaring a module in the `tsae_evals.evals` entry-point group; importing that module must run
-`@register_eval`.
+`@register_eval`. A name is registered once: a second registration under a taken name (a plugin reusing a
+built-in's name included) is an error, never a silent replacement.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from tsae_evals.errors import UsageError
+from tsae_evals.errors import UsageError, unknown_name
 
 if TYPE_CHECKING:
-    from tsae_evals.context import EncodedBatch, EvalContext
+    from tsae_evals.context import EncodedBatch, EvalContext, RunShape
+    from tsae_evals.results import EvalResult
 
 ENTRY_POINT_GROUP = "tsae_evals.evals"
 BUILTIN_EVAL_MODULES = (
-    "tsae_evals.evals.core.eval",
+    "tsae_evals.evals.saebench.core.eval",
     "tsae_evals.evals.temporal_stability.eval",
     "tsae_evals.evals.feature_lifetimes.eval",
     "tsae_evals.evals.context_switch.eval",
     "tsae_evals.evals.causal_interventions.eval",
 )
-
-
-class EvalResult(Protocol):
-    """What every eval returns: SAE-Bench's three result sections plus a short summary for the table."""
-
-    def metrics_dict(self) -> dict[str, dict[str, Any]]: ...
-
-    def details_list(self) -> list[Any]: ...
-
-    def unstructured(self) -> dict[str, Any]: ...
-
-    def summary(self) -> dict[str, float | int | str | None]: ...
 
 
 class BatchScorer(Protocol):
@@ -55,9 +44,11 @@ class BatchScorer(Protocol):
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
-EvalFn = Callable[["EvalContext", Any], EvalResult]
+EvalFn = Callable[["EvalContext", Any], "EvalResult"]
 PlotFn = Callable[["EvalContext", Any, Any, Any], list[Any]]
 """`plots(ctx, cfg, result, stem) -> written paths`: PNGs named `<stem>_<what>.png` beside the result JSON."""
+CheckFn = Callable[["RunShape", Any], None]
+"""`check(shape, cfg)` raises UsageError when the config cannot run on windows of that shape."""
 
 
 @dataclass(frozen=True)
@@ -71,43 +62,68 @@ class EvalSpec:
     fn: EvalFn
     group: str | None
     plots: PlotFn | None = None
+    check: CheckFn | None = None
     scorer: Callable[[EvalContext, Any], BatchScorer] | None = None
     """Streaming evals: builds the scorer the runner feeds from one pass shared with the other streaming evals."""
+
+    @property
+    def origin(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
 
 
 _REGISTRY: dict[str, EvalSpec] = {}
 _loaded = False
 
 
+def _add(spec: EvalSpec) -> None:
+    existing = _REGISTRY.get(spec.name)
+    # The same function registering again is a module being re-imported, not a clash.
+    if existing is not None and existing.origin != spec.origin:
+        raise ValueError(
+            f"eval {spec.name!r} is already registered by {existing.origin}; {spec.origin} cannot reuse it"
+        )
+    _REGISTRY[spec.name] = spec
+
+
+def _description(fn: Callable[..., Any], name: str) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+
+
 def register_eval(
-    name: str, *, version: int, config: type[ConfigT], group: str | None = None, plots: PlotFn | None = None
+    name: str,
+    *,
+    version: int,
+    config: type[ConfigT],
+    group: str | None = None,
+    plots: PlotFn | None = None,
+    check: Callable[[RunShape, ConfigT], None] | None = None,
 ) -> Callable[[Callable[[EvalContext, ConfigT], EvalResult]], Callable[[EvalContext, ConfigT], EvalResult]]:
     """Register `fn(ctx, cfg) -> result` under `name`; the first docstring line is its description.
 
     `group` lets `--evals temporal` select every eval of that group at once; `plots` draws its pictures
-    (`run --plots`).
+    (`run --plots`); `check(shape, cfg)` refuses, before any model loads, a config the run's windows cannot serve.
     """
 
     def decorate(fn: Callable[[EvalContext, ConfigT], EvalResult]) -> Callable[[EvalContext, ConfigT], EvalResult]:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
-            raise ValueError(f"eval {name!r} is already registered by {existing.fn.__module__}")
-        description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        _REGISTRY[name] = EvalSpec(
-            name=name, version=version, description=description, config_cls=config, fn=fn, group=group, plots=plots
-        )
+        _add(EvalSpec(name, version, _description(fn, name), config, fn, group, plots, check))
         return fn
 
     return decorate
 
 
 def register_streaming_eval(
-    name: str, *, version: int, config: type[ConfigT], group: str | None = None, plots: PlotFn | None = None
+    name: str,
+    *,
+    version: int,
+    config: type[ConfigT],
+    group: str | None = None,
+    plots: PlotFn | None = None,
+    check: Callable[[RunShape, ConfigT], None] | None = None,
 ) -> Callable[[Callable[[EvalContext, ConfigT], BatchScorer]], Callable[[EvalContext, ConfigT], BatchScorer]]:
     """Register a streaming eval by its scorer factory `(ctx, cfg) -> BatchScorer`.
 
-    `run` feeds every streaming eval of an SAE from one model forward and one SAE pass per batch; run alone,
-    the eval makes that pass itself.
+    `run` feeds every streaming eval of every SAE from one model forward per batch (and one SAE pass per SAE);
+    called alone, the eval makes that pass itself.
     """
 
     def decorate(
@@ -119,48 +135,11 @@ def register_streaming_eval(
                 scorer.add(batch)
             return scorer.finish()
 
-        run_alone.__doc__, run_alone.__qualname__ = factory.__doc__, factory.__qualname__
-        register_eval(name, version=version, config=config, group=group, plots=plots)(run_alone)
-        _REGISTRY[name] = replace(_REGISTRY[name], scorer=factory)
+        run_alone.__module__, run_alone.__qualname__ = factory.__module__, factory.__qualname__
+        _add(EvalSpec(name, version, _description(factory, name), config, run_alone, group, plots, check, factory))
         return factory
 
     return decorate
-
-
-def feed_shared_pass(
-    ctx: EvalContext, scorers: dict[str, BatchScorer]
-) -> tuple[dict[str, EvalResult], dict[str, Exception]]:
-    """One pass over the run's windows feeding every scorer its share; a failing scorer is dropped and its
-    exception returned, the others go on."""
-    results: dict[str, EvalResult] = {}
-    errors: dict[str, Exception] = {}
-    live = dict(scorers)
-    wanted = {name: scorer.n_windows or ctx.windows.n_windows for name, scorer in live.items()}
-    fed = dict.fromkeys(live, 0)
-    if live:
-        try:
-            for batch in ctx.encoded_batches(max(wanted.values())):
-                for name in list(live):
-                    remaining = wanted[name] - fed[name]
-                    if remaining <= 0:
-                        continue
-                    part = batch if batch.latents.shape[0] <= remaining else batch.limited(remaining)
-                    try:
-                        live[name].add(part)
-                    except Exception as exc:  # one eval's failure must not stop the others
-                        errors[name] = exc
-                        del live[name]
-                    else:
-                        fed[name] += part.latents.shape[0]
-        except Exception as exc:  # the shared forward itself failed: every remaining eval fails with it
-            errors.update(dict.fromkeys(live, exc))
-            live.clear()
-    for name, scorer in live.items():
-        try:
-            results[name] = scorer.finish()
-        except Exception as exc:
-            errors[name] = exc
-    return results, errors
 
 
 def _load_registered_modules() -> None:
@@ -173,10 +152,10 @@ def _load_registered_modules() -> None:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry_point.load()
-        except Exception as exc:  # a broken plugin must not take the built-in evals down with it
+        except Exception as exc:  # a broken or clashing plugin is the user's to fix; say which one
             raise UsageError(
-                f"the eval plugin {entry_point.name!r} ({entry_point.value}) failed to import: {exc}",
-                f"fix or uninstall the package that declares it in the {ENTRY_POINT_GROUP!r} entry points",
+                f"the eval plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}",
+                f"fix, rename or uninstall the package that declares it in the {ENTRY_POINT_GROUP!r} entry points",
             ) from exc
 
 
@@ -185,13 +164,20 @@ def all_evals() -> list[EvalSpec]:
     return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
 
 
+def groups() -> dict[str, list[str]]:
+    """Group name -> its evals."""
+    found: dict[str, list[str]] = {}
+    for spec in all_evals():
+        if spec.group:
+            found.setdefault(spec.group, []).append(spec.name)
+    return found
+
+
 def get_eval(name: str) -> EvalSpec:
     _load_registered_modules()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else "run `python -m tsae_evals list` to see them"
-    raise UsageError(f"unknown eval {name!r}", hint)
+    raise unknown_name("eval", name, [*_REGISTRY, *groups()], "run `python -m tsae_evals list` to see them")
 
 
 def parse_eval_names(spec: str) -> list[EvalSpec]:
@@ -200,8 +186,10 @@ def parse_eval_names(spec: str) -> list[EvalSpec]:
     if not names:
         raise UsageError("no eval named in --evals", "pass e.g. --evals core,temporal_stability")
     selected: dict[str, EvalSpec] = {}
+    members = groups()
     for name in names:
-        group = [s for s in all_evals() if s.group == name and name not in _REGISTRY]
-        for spec_ in group or [get_eval(name)]:
-            selected[spec_.name] = spec_
+        for eval_name in members.get(name, []) if name not in _REGISTRY else [name]:
+            selected[eval_name] = _REGISTRY[eval_name]
+        if name not in _REGISTRY and name not in members:
+            get_eval(name)
     return list(selected.values())

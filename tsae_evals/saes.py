@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tsae_evals.errors import UsageError
+from tsae_evals.errors import UsageError, unknown_name
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -35,6 +35,12 @@ class SAERef:
     """SAE-Bench's `sae_lens_release_id`: the pretrained release, or `local` for a directory."""
     sae_id: str
     """SAE-Bench's `sae_lens_id`: the pretrained id, or the directory's name."""
+
+    def weights_hash(self) -> str | None:
+        """Hash of the weights file: whether a stored result still describes this SAE (None: not on disk)."""
+        from tsae_evals.results import file_hash
+
+        return file_hash(self.path / WEIGHTS_FILE) if self.path is not None else None
 
     @property
     def label(self) -> str:
@@ -75,13 +81,7 @@ def resolve_sae(spec: str) -> SAERef:
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        import difflib
-
-        close = difflib.get_close_matches(release, list(directory), n=3, cutoff=0.6)
-        raise UsageError(
-            f"unknown sae-lens release {release!r}",
-            f"did you mean {', '.join(close)}?" if close else "see sae-lens's pretrained_saes.yaml for release names",
-        )
+        raise unknown_name("sae-lens release", release, directory, "see sae-lens's pretrained_saes.yaml for names")
     if sae_id not in directory[release].saes_map:
         raise UsageError(
             f"release {release!r} has no SAE {sae_id!r}",
@@ -118,12 +118,12 @@ def _resolve_directory(spec: str, path: Path) -> SAERef:
     architecture = cfg.get("architecture", "standard")
     architectures = known_architectures()
     if architecture not in architectures:
-        import difflib
-
-        close = difflib.get_close_matches(str(architecture), architectures, n=3, cutoff=0.5)
-        raise UsageError(
-            f"unknown SAE architecture {architecture!r} in {path / CFG_FILE}",
-            f"use one sae-lens or custom_saes registers ({', '.join(close or architectures)})",
+        raise unknown_name(
+            "SAE architecture",
+            str(architecture),
+            architectures,
+            f"use one that sae-lens or custom_saes registers ({', '.join(architectures)})",
+            where=f" in {path / CFG_FILE}",
         )
     hook_name = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
     if not hook_name:
@@ -148,13 +148,26 @@ def load_sae(ref: SAERef, device: str = "cpu") -> SAE[Any]:
                 "check hub access, or pass a local sae-lens directory",
             ) from exc
     try:
-        sae = SAE.load_from_disk(ref.path, device=device)
+        sae = SAE.load_from_disk(ref.path, device=device, converter=_sae_lens_6_aware_loader)
     except Exception as exc:  # safetensors, pydantic and torch each raise their own types for a corrupt file
         raise UsageError(
             f"cannot load the SAE in {ref.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             "the weights or config are corrupt or do not match each other; re-save the SAE",
         ) from exc
     return sae
+
+
+def _sae_lens_6_aware_loader(path: Any, device: Any, cfg_overrides: Any = None) -> tuple[dict[str, Any], Any]:
+    """sae-lens's disk loader, except that a 6.x-layout config (a `metadata` block) lacking `sae_lens_version`
+    loads as 6.x: sae-lens would treat it as pre-6 and drop its metadata (hook name included)."""
+    from sae_lens import __version__
+    from sae_lens.loading.pretrained_sae_loaders import sae_lens_disk_loader
+
+    cfg, state_dict = sae_lens_disk_loader(path, device, cfg_overrides=cfg_overrides)
+    metadata = cfg.get("metadata")
+    if isinstance(metadata, dict) and not (cfg.get("sae_lens_version") or metadata.get("sae_lens_version")):
+        cfg["sae_lens_version"] = __version__
+    return cfg, state_dict
 
 
 def sae_hook_name(sae: SAE[Any]) -> str:

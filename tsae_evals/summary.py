@@ -15,16 +15,31 @@ def format_summary(outcomes: list[EvalOutcome]) -> str:
     for eval_name in dict.fromkeys(o.eval_name for o in outcomes):
         rows = [o for o in outcomes if o.eval_name == eval_name]
         columns = list(dict.fromkeys(key for o in rows for key in o.summary))
-        table = [[o.sae_label, o.preflight.status, o.status, *(_cell(o.summary.get(c)) for c in columns)] for o in rows]
+        table = [
+            [
+                o.sae_label,
+                o.preflight.status if o.preflight else "",
+                o.status,
+                *(_cell(o.summary.get(c)) for c in columns),
+            ]
+            for o in rows
+        ]
         blocks.append(f"== {eval_name}\n" + tabulate(table, headers=["sae", "preflight", "status", *columns]))
     notes = []
     for label in dict.fromkeys(o.sae_label for o in outcomes):
-        report = next(o.preflight for o in outcomes if o.sae_label == label)
-        if report.status != "pass":
+        report = next((o.preflight for o in outcomes if o.sae_label == label and o.preflight), None)
+        if report is not None and report.status != "pass":
             verdict = "NOT MEANINGFUL" if report.failed else "warning"
             notes.append(f"preflight {verdict} for {label}: {report.headline()}")
-    notes += [f"{o.status}: {o.eval_name} on {o.sae_label}: {o.message}" for o in outcomes if o.status != "ok"]
-    written = [f"wrote {path}" for o in outcomes if o.path is not None for path in [o.path, *o.plots]]
+    notes += [
+        f"{o.status}: {o.eval_name} on {o.sae_label}: {o.message}"
+        for o in outcomes
+        if o.status in {"failed", "skipped"}
+    ]
+    reused = [o for o in outcomes if o.status == "reused"]
+    if reused:
+        notes.append(f"reused {len(reused)} existing result(s) with the same eval version, config, weights and data")
+    written = [f"wrote {path}" for o in outcomes if o.status == "ok" and o.path for path in [o.path, *o.plots]]
     return "\n\n".join(blocks + ["\n".join(notes + written)]).rstrip()
 
 

@@ -57,7 +57,10 @@ def _loader(tiny_model):
 def test_core_and_temporal_stability_write_saebench_json(tiny_model, sae_dir, corpus_file, tmp_path):
     request = _request(sae_dir, corpus_file, tmp_path / "results", "core,temporal_stability")
     outcomes = run(request, model_loader=_loader(tiny_model))
-    assert [(o.eval_name, o.status) for o in outcomes] == [("core", "ok"), ("temporal_stability", "ok")]
+    assert [(o.eval_name, o.status, o.message) for o in outcomes] == [
+        ("core", "ok", ""),
+        ("temporal_stability", "ok", ""),
+    ]
     for outcome in outcomes:
         record = json.loads(outcome.path.read_text())
         assert record.keys() >= SAEBENCH_KEYS
@@ -143,7 +146,7 @@ def test_d_in_mismatch_and_unknown_hook_are_usage_errors(tiny_model, corpus_file
     with pytest.raises(UsageError, match="d_in 48"):
         run(_request(wide, corpus_file, tmp_path / "r", "temporal_stability"), model_loader=_loader(tiny_model))
     elsewhere = helpers.save_sae(helpers.tiny_sae(hook_name="blocks.9.hook_resid_post"), tmp_path / "elsewhere")
-    with pytest.raises(UsageError, match="does not exist on model"):
+    with pytest.raises(UsageError, match="unknown hook .* on model"):
         run(_request(elsewhere, corpus_file, tmp_path / "r", "temporal_stability"), model_loader=_loader(tiny_model))
     assert not (tmp_path / "r").exists()
 
@@ -187,24 +190,29 @@ def test_several_saes_share_one_model_and_each_gets_its_file(tiny_model, corpus_
     ]
 
 
+def _count_forwards(monkeypatch) -> list[tuple[int, tuple[str, ...]]]:
+    from tsae_evals import context
+
+    calls: list[tuple[int, tuple[str, ...]]] = []
+    original = context.run_to_hooks
+
+    def counting(model, tokens, hooks, device):
+        calls.append((tokens.shape[0], tuple(hooks)))
+        return original(model, tokens, hooks, device)
+
+    monkeypatch.setattr(context, "run_to_hooks", counting)
+    return calls
+
+
 def test_streaming_evals_share_one_forward_per_batch_and_match_running_alone(
     tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch
 ):
-    from tsae_evals.context import EvalContext
-
-    calls = []
-    original = EvalContext.hook_activations
-
-    def counting(self, tokens):
-        calls.append(tokens.shape[0])
-        return original(self, tokens)
-
-    monkeypatch.setattr(EvalContext, "hook_activations", counting)
+    calls = _count_forwards(monkeypatch)
     both = _request(
         sae_dir, corpus_file, tmp_path / "both", "temporal_stability,feature_lifetimes", n_windows=16, batch_size=8
     )
     fused = run(both, model_loader=_loader(tiny_model))
-    assert calls == [8] + [8] * 2  # preflight probe, then one forward per batch of 8 for both evals
+    assert [n for n, _ in calls] == [8] + [8] * 2  # preflight probe, then one forward per batch of 8 for both evals
     for outcome in fused:
         alone = run(
             _request(sae_dir, corpus_file, tmp_path / outcome.eval_name, outcome.eval_name, n_windows=16, batch_size=8),
@@ -212,3 +220,112 @@ def test_streaming_evals_share_one_forward_per_batch_and_match_running_alone(
         )[0]
         fused_metrics = json.loads(outcome.path.read_text())["eval_result_metrics"]
         assert fused_metrics == json.loads(alone.path.read_text())["eval_result_metrics"]
+
+
+def test_many_saes_share_one_forward_per_batch_across_hooks(tiny_model, corpus_file, tmp_path, monkeypatch):
+    """Three SAEs on two hooks: one preflight forward and one forward per batch for all of them, each reading
+    every hook it needs; every SAE's metrics equal its metrics when run alone."""
+    saes = [
+        helpers.save_sae(helpers.tiny_sae(seed=1), tmp_path / "a"),
+        helpers.save_sae(helpers.tiny_sae(seed=2), tmp_path / "b"),
+        helpers.save_sae(helpers.tiny_sae(seed=3, hook_name="blocks.1.hook_resid_post"), tmp_path / "c"),
+    ]
+    calls = _count_forwards(monkeypatch)
+    evals = "temporal_stability,feature_lifetimes"
+    request = _request(saes[0], corpus_file, tmp_path / "together", evals, sae_specs=[str(p) for p in saes])
+    together = run(request, model_loader=_loader(tiny_model))
+    assert [o.status for o in together] == ["ok"] * 6
+    hooks = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
+    assert calls == [(8, hooks), (4, hooks), (4, hooks), (4, hooks)]  # 12 windows in batches of 4
+    for outcome, sae in zip(together[::2], saes, strict=True):
+        alone = run(_request(sae, corpus_file, tmp_path / f"alone-{sae.name}", evals), model_loader=_loader(tiny_model))
+        for shared, single in zip([outcome, together[together.index(outcome) + 1]], alone, strict=True):
+            assert (
+                json.loads(shared.path.read_text())["eval_result_metrics"]
+                == json.loads(single.path.read_text())["eval_result_metrics"]
+            )
+
+
+def test_existing_results_are_reused_unless_something_changed(tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    first = run(_request(sae_dir, corpus_file, results, "temporal_stability"), model_loader=_loader(tiny_model))[0]
+    written = first.path.read_text()
+    calls = _count_forwards(monkeypatch)
+    again = run(_request(sae_dir, corpus_file, results, "temporal_stability"), model_loader=_loader(tiny_model))[0]
+    assert again.status == "reused" and calls == []  # not even a preflight forward
+    assert json.dumps(again.summary) == json.dumps(first.summary) and first.path.read_text() == written
+    forced = run(
+        _request(sae_dir, corpus_file, results, "temporal_stability", force=True), model_loader=_loader(tiny_model)
+    )[0]
+    assert forced.status == "ok" and calls
+    changed_config = _request(
+        sae_dir, corpus_file, results, "temporal_stability", config_overrides=["temporal_stability.max_lag=3"]
+    )
+    assert run(changed_config, model_loader=_loader(tiny_model))[0].status == "ok"
+    more_windows = _request(sae_dir, corpus_file, results, "temporal_stability", n_windows=16)
+    assert run(more_windows, model_loader=_loader(tiny_model))[0].status == "ok"
+    helpers.save_sae(helpers.tiny_sae(seed=5), sae_dir)  # new weights under the same name
+    assert run(more_windows, model_loader=_loader(tiny_model))[0].status == "ok"
+
+
+def test_a_killed_sweep_continues_where_it_stopped(tiny_model, corpus_file, tmp_path, monkeypatch):
+    """The first SAE's results were written before the run died; rerunning computes only the second's."""
+    saes = [helpers.save_sae(helpers.tiny_sae(seed=s), tmp_path / f"sae{s}") for s in (1, 2)]
+    results = tmp_path / "results"
+    run(_request(saes[0], corpus_file, results, "temporal_stability"), model_loader=_loader(tiny_model))
+    sweep = _request(saes[0], corpus_file, results, "temporal_stability", sae_specs=[str(p) for p in saes])
+    assert [o.status for o in run(sweep, model_loader=_loader(tiny_model))] == ["reused", "ok"]
+
+
+def test_result_files_are_readable_by_others(tiny_model, sae_dir, corpus_file, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        outcome = run(
+            _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability"), model_loader=_loader(tiny_model)
+        )[0]
+    finally:
+        os.umask(previous)
+    assert outcome.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_write_fails_that_eval_only_and_keeps_the_others(
+    tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch
+):
+    import errno
+
+    from tsae_evals import results as results_module
+
+    original = results_module.write_record
+
+    def disk_full_for_lifetimes(path, record):
+        if record.eval_type_id == "feature_lifetimes":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(path, record)
+
+    monkeypatch.setattr(results_module, "write_record", disk_full_for_lifetimes)
+    request = _request(sae_dir, corpus_file, tmp_path / "r", "temporal_stability,feature_lifetimes")
+    outcomes = run(request, model_loader=_loader(tiny_model))
+    assert [o.status for o in outcomes] == ["ok", "failed"]
+    assert "feature_lifetimes" in outcomes[1].message and "No space left on device" in outcomes[1].message
+    assert outcomes[0].path.exists()
+    assert not list((tmp_path / "r").glob("feature_lifetimes/*"))
+
+
+def test_windows_follow_the_saes_prepend_bos(tiny_model, corpus_file, tmp_path):
+    from tsae_evals.results import read_record
+
+    sae = helpers.tiny_sae()
+    sae.cfg.metadata.prepend_bos = False
+    no_bos = helpers.save_sae(sae, tmp_path / "no_bos")
+    with_bos = helpers.save_sae(helpers.tiny_sae(), tmp_path / "with_bos")
+    request = _request(
+        no_bos, corpus_file, tmp_path / "r", "temporal_stability", sae_specs=[str(no_bos), str(with_bos)]
+    )
+    outcomes = run(request, model_loader=_loader(tiny_model))
+    records = [read_record(o.path) for o in outcomes]
+    assert [r.provenance.prepend_bos for r in records] == [False, True]
+    # without BOS every position is text: one more scored token per window
+    tokens = [r.eval_result_metrics["reference"]["tokens_evaluated"] for r in records]
+    assert tokens[0] == tokens[1] + 12

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from tsae_evals.data.documents import DEFAULT_DATASET
+from tsae_evals.runner import CPU_BATCH_SIZE, GPU_BATCH_SIZE
 
 EPILOG = """examples:
   python -m tsae_evals run --sae saes/l6-relu --evals core,temporal_stability
   python -m tsae_evals run --sae a,b --evals temporal --config temporal_stability.max_lag=5
   python -m tsae_evals run --sae gpt2-small-res-jb:blocks.8.hook_resid_pre --model gpt2 --evals core   (hub access)
+Results that exist with the same eval version, config, SAE weights and data are reused (--force recomputes).
 exit codes: 0 all evals ran; 1 an eval failed or an SAE failed preflight; 2 bad input (nothing was run).
 """
 
@@ -44,7 +46,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--n-windows", type=int, default=64, help="token windows to cut (default 64)")
     parser.add_argument("--context-size", type=int, default=128, help="tokens per window, BOS included (default 128)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per model forward (default 8)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"windows per model forward (default {CPU_BATCH_SIZE} on a CPU, {GPU_BATCH_SIZE} on a GPU)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for document order and shuffles (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
@@ -61,18 +68,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)",
     )
     parser.add_argument("--plots", action="store_true", help="also draw each eval's pictures (PNG beside its JSON)")
+    parser.add_argument(
+        "--force", action="store_true", help="recompute results that already exist for the same SAE, eval and data"
+    )
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.errors import UsageError
     from tsae_evals.runner import RunRequest, run
     from tsae_evals.summary import format_summary
 
-    for name in ("n_windows", "context_size", "batch_size"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1", "pass a positive number")
     request = RunRequest(
         sae_specs=args.sae,
         eval_names=args.evals,
@@ -87,9 +93,12 @@ def handle(args: argparse.Namespace) -> int:
         config_overrides=args.config,
         allow_degenerate=args.allow_degenerate,
         plots=args.plots,
+        force=args.force,
         verbose=args.verbose,
     )
     outcomes = run(request)
     print(format_summary(outcomes))
-    problems = any(o.status != "ok" or o.preflight.failed for o in outcomes)
+    problems = any(
+        o.status not in {"ok", "reused"} or (o.preflight is not None and o.preflight.failed) for o in outcomes
+    )
     return 1 if problems else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tsae_evals.context import RunShape
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.causal_interventions.config import CausalInterventionsConfig
 from tsae_evals.evals.causal_interventions.result import (
@@ -27,20 +28,25 @@ if TYPE_CHECKING:
     from tsae_evals.context import EvalContext
 
 
-@register_eval("causal_interventions", version=1, config=CausalInterventionsConfig, group="temporal")
+def check(shape: RunShape, cfg: CausalInterventionsConfig) -> None:
+    last = shape.first_text_position + cfg.start + cfg.span - 1 + cfg.max_offset
+    if last >= shape.context_size - 1:  # the loss at position t predicts t + 1
+        raise UsageError(
+            f"start {cfg.start} + span {cfg.span} + max_offset {cfg.max_offset} runs past the window "
+            f"({shape.context_size} tokens)",
+            "lower causal_interventions.start/span/max_offset or raise --context-size",
+        )
+
+
+@register_eval("causal_interventions", version=1, config=CausalInterventionsConfig, group="temporal", check=check)
 def causal_interventions(ctx: EvalContext, cfg: CausalInterventionsConfig) -> CausalInterventionsResult:
     """Ablate or clamp the most active latents over a span; how long do loss and later latents feel it?"""
     import torch
 
     first = ctx.windows.first_text_position
+    check(RunShape(ctx.windows.n_windows, ctx.windows.context_size, ctx.windows.prepend_bos), cfg)
     begin, end = first + cfg.start, first + cfg.start + cfg.span  # absolute positions [begin, end)
     last = end - 1 + cfg.max_offset
-    if last >= ctx.windows.context_size - 1:  # the loss at position t predicts t + 1
-        raise UsageError(
-            f"start {cfg.start} + span {cfg.span} + max_offset {cfg.max_offset} runs past the window "
-            f"({ctx.windows.context_size} tokens)",
-            "lower causal_interventions.start/span/max_offset or raise --context-size",
-        )
     tokens = ctx.windows.tokens[: cfg.n_windows].to(ctx.device)
     generator = torch.Generator().manual_seed(ctx.seed)
     # Running sums over windows, by position: memory stays fixed however many windows are read.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tsae_evals.context import RunShape
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.context_switch.config import ContextSwitchConfig
 from tsae_evals.evals.context_switch.result import ContextSwitchResult, WindowRow
@@ -15,7 +16,20 @@ if TYPE_CHECKING:
     from tsae_evals.context import EvalContext
 
 
-@register_eval("context_switch", version=1, config=ContextSwitchConfig, group="temporal")
+def check(shape: RunShape, cfg: ContextSwitchConfig) -> tuple[int, int]:
+    """The range boundaries are drawn from, so that every window size fits on both sides of one."""
+    w_max = max(cfg.window_sizes)
+    low, high = shape.first_text_position + w_max, shape.context_size - w_max  # text positions t-w..t+w-1 exist
+    if shape.n_windows // 2 < 2 or low > high:
+        raise UsageError(
+            f"context_switch needs at least 4 windows of more than {2 * w_max + shape.first_text_position} tokens "
+            f"(have {shape.n_windows} of {shape.context_size})",
+            "raise --n-windows or --context-size, or use smaller context_switch.window_sizes",
+        )
+    return low, high
+
+
+@register_eval("context_switch", version=1, config=ContextSwitchConfig, group="temporal", check=check)
 def context_switch(ctx: EvalContext, cfg: ContextSwitchConfig) -> ContextSwitchResult:
     """AUROC of b_t = 1 - cos(mean f before t, mean f after t) at spliced document boundaries, w in {1,4,16}."""
     import torch
@@ -64,15 +78,8 @@ def splice_windows(ctx: EvalContext, cfg: ContextSwitchConfig) -> tuple[torch.Te
 
     windows = ctx.windows
     first, length = windows.first_text_position, windows.context_size
-    w_max = max(cfg.window_sizes)
-    low, high = first + w_max, length - w_max  # text positions t-w..t+w-1 all exist
+    low, high = check(RunShape(windows.n_windows, length, windows.prepend_bos), cfg)
     half = windows.n_windows // 2
-    if half < 2 or low > high:
-        raise UsageError(
-            f"context_switch needs at least 4 windows of more than {2 * w_max + first} tokens "
-            f"(have {windows.n_windows} of {length})",
-            "raise --n-windows or --context-size, or use smaller context_switch.window_sizes",
-        )
     n = min(half, cfg.n_sequences or half)
     generator = torch.Generator().manual_seed(ctx.seed)
     boundaries = torch.randint(low, high + 1, (n,), generator=generator)

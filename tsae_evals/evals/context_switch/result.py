@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from tsae_evals.results import EvalResult, MetricInfo
+
 
 class WindowRow(BaseModel):
     """Scores at one window size."""
@@ -28,15 +30,11 @@ class WindowRow(BaseModel):
     """Negative positions."""
 
 
-class ContextSwitchMetrics(BaseModel):
-    """SAE-Bench categories: one flat dict of AUROCs."""
+class ContextSwitchResult(EvalResult):
+    """What `context_switch` returns; its metrics are one category with an AUROC pair per window size."""
 
-    model_config = ConfigDict(extra="allow")
-
-
-class ContextSwitchResult(BaseModel):
-    """What `context_switch` returns."""
-
+    metrics: None = None
+    """Unused: the category is built from `rows`, whose window sizes are a setting."""
     rows: list[WindowRow]
     """One row per window size."""
     n_sequences: int
@@ -55,9 +53,15 @@ class ContextSwitchResult(BaseModel):
     def unstructured(self) -> dict[str, Any]:
         return {"n_sequences": self.n_sequences, "boundary_range": list(self.boundary_range)}
 
-    def summary(self) -> dict[str, float | int | str | None]:
-        out: dict[str, float | int | str | None] = {}
+    def metric_info(self) -> dict[str, MetricInfo]:
+        auroc_doc, input_doc = (WindowRow.model_fields[name].description or "" for name in ("auroc", "input_auroc"))
+        info = {}
         for row in self.rows:
-            out[f"auroc_w{row.window}"] = row.auroc
-            out[f"resid_w{row.window}"] = row.input_auroc
-        return out
+            info[f"context_switch.auroc_w{row.window}"] = MetricInfo(
+                label=f"auroc_w{row.window}", higher_is_better=True, headline=True, description=auroc_doc
+            )
+        for row in self.rows:
+            info[f"context_switch.input_auroc_w{row.window}"] = MetricInfo(
+                label=f"resid_w{row.window}", higher_is_better=None, headline=True, description=input_doc
+            )
+        return info

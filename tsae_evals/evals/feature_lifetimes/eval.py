@@ -10,7 +10,7 @@ from tsae_evals.evals.feature_lifetimes.result import FeatureLifetimesResult
 from tsae_evals.registry import register_streaming_eval
 
 if TYPE_CHECKING:
-    from tsae_evals.context import EncodedBatch, EvalContext
+    from tsae_evals.context import EvalContext, RunShape, ScoredPositionsScorer
 
 
 def _plots(ctx: EvalContext, cfg: FeatureLifetimesConfig, result: FeatureLifetimesResult, stem: Path) -> list[Path]:
@@ -20,22 +20,18 @@ def _plots(ctx: EvalContext, cfg: FeatureLifetimesConfig, result: FeatureLifetim
     return [plots.survival(result.survival, result.survival_shuffled, result.lifetime_histogram, path)]
 
 
-class _Scorer:
-    def __init__(self, ctx: EvalContext, cfg: FeatureLifetimesConfig) -> None:
-        from tsae_evals.evals.feature_lifetimes.stream import LifetimeScorer
-
-        self.n_windows = cfg.n_windows
-        self.start = ctx.scored_start(cfg.skip_first_positions)
-        self.inner = LifetimeScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed)
-
-    def add(self, batch: EncodedBatch) -> None:
-        self.inner.add(batch.latents[:, self.start :])
-
-    def finish(self) -> FeatureLifetimesResult:
-        return self.inner.finish()
+def _check(shape: RunShape, cfg: FeatureLifetimesConfig) -> None:
+    shape.scored_start(cfg.skip_first_positions)
 
 
-@register_streaming_eval("feature_lifetimes", version=1, config=FeatureLifetimesConfig, group="temporal", plots=_plots)
-def feature_lifetimes(ctx: EvalContext, cfg: FeatureLifetimesConfig) -> _Scorer:
+@register_streaming_eval(
+    "feature_lifetimes", version=1, config=FeatureLifetimesConfig, group="temporal", plots=_plots, check=_check
+)
+def feature_lifetimes(ctx: EvalContext, cfg: FeatureLifetimesConfig) -> ScoredPositionsScorer:
     """Run lengths, survival, persistence ratio and burstiness of latents, each against a shuffle null."""
-    return _Scorer(ctx, cfg)
+    from tsae_evals.context import ScoredPositionsScorer
+    from tsae_evals.evals.feature_lifetimes.stream import LifetimeScorer
+
+    inner = LifetimeScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed)
+    start = ctx.scored_start(cfg.skip_first_positions)
+    return ScoredPositionsScorer(cfg.n_windows, start, lambda batch: inner.add(batch.latents), inner.finish)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from tsae_evals.results import EvalResult, MetricCategory, metric
 
 CENSORING_POLICY = (
     "Runs touching a window's first scored position are left-censored and runs touching its last are "
@@ -14,75 +14,71 @@ CENSORING_POLICY = (
 )
 
 
-class _Metrics(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
-
-class LifetimeMetrics(_Metrics):
-    mean_lifetime: float
+class LifetimeMetrics(MetricCategory):
+    mean_lifetime: float = metric(label="lifetime", higher_is_better=True, headline=True)
     """Mean over measured latents of the latent's mean uncensored run length."""
-    median_lifetime: float
+    median_lifetime: float = metric(label="lifetime_median", higher_is_better=True)
     """Median over measured latents of the same."""
-    mean_lifetime_shuffled: float
+    mean_lifetime_shuffled: float = metric(label="lifetime_null", higher_is_better=None, headline=True)
     """mean_lifetime after shuffling positions within each window (rates kept, order destroyed)."""
-    km_mean_lifetime: float
+    km_mean_lifetime: float = metric(label="lifetime_km", higher_is_better=True)
     """Restricted mean lifetime (sum of the Kaplan-Meier survival curve), runs of measured latents pooled."""
-    singleton_fraction: float
+    singleton_fraction: float = metric(label="singleton", higher_is_better=False, headline=True)
     """Share of uncensored runs of measured latents that last one token."""
-    singleton_fraction_shuffled: float
+    singleton_fraction_shuffled: float = metric(label="singleton_null", higher_is_better=None)
     """The same under the shuffle null."""
 
 
-class PersistenceMetrics(_Metrics):
-    persistence_ratio_mean: float
+class PersistenceMetrics(MetricCategory):
+    persistence_ratio_mean: float = metric(label="persistence", higher_is_better=True, headline=True)
     """Mean over measured latents of R = mean lifetime x (1 - firing rate): 1 is chance, above 1 persistent."""
-    persistence_ratio_median: float
+    persistence_ratio_median: float = metric(label="persistence_median", higher_is_better=True)
     """Median over measured latents of R."""
-    persistence_ratio_shuffled_mean: float
+    persistence_ratio_shuffled_mean: float = metric(label="persistence_null", higher_is_better=None)
     """Mean R under the shuffle null (near 1, below it by the censoring of long runs)."""
-    fraction_above_null: float
+    fraction_above_null: float = metric(label="above_null", higher_is_better=True)
     """Share of measured latents whose R exceeds the same latent's shuffled R."""
 
 
-class BurstinessMetrics(_Metrics):
-    burstiness_mean: float
+class BurstinessMetrics(MetricCategory):
+    burstiness_mean: float = metric(label="burstiness", higher_is_better=None, headline=True)
     """Mean over latents with enough gaps of B = (sd - mean) / (sd + mean) of inter-firing gaps (Goh & Barabasi)."""
-    burstiness_shuffled_mean: float
+    burstiness_shuffled_mean: float = metric(label="burstiness_null", higher_is_better=None)
     """The same under the shuffle null (a Poisson-like process gives about 0)."""
-    n_latents_measured: int
+    n_latents_measured: int = metric(label="burst_measured", higher_is_better=None)
     """Latents with at least `min_gaps` gaps."""
 
 
-class CensoringMetrics(_Metrics):
-    completed_runs: int
+class CensoringMetrics(MetricCategory):
+    completed_runs: int = metric(label="completed_runs", higher_is_better=None)
     """Uncensored runs, all latents."""
-    right_censored_runs: int
+    right_censored_runs: int = metric(label="right_censored", higher_is_better=None)
     """Runs cut off by a window's end."""
-    left_censored_runs: int
+    left_censored_runs: int = metric(label="left_censored", higher_is_better=None)
     """Runs already active at a window's first scored position."""
 
 
-class ExclusionMetrics(_Metrics):
-    n_latents: int
+class ExclusionMetrics(MetricCategory):
+    n_latents: int = metric(label="d_sae", higher_is_better=None)
     """Width of the SAE."""
-    n_dense_excluded: int
+    n_dense_excluded: int = metric(label="dense_excluded", higher_is_better=None)
     """Latents above `dense_threshold` over the tokens read."""
-    n_latents_measured: int
+    n_latents_measured: int = metric(label="measured", higher_is_better=None, headline=True)
     """Non-dense latents with at least `min_completed_runs` uncensored runs."""
-    coverage: float
+    coverage: float = metric(label="coverage", higher_is_better=None)
     """n_latents_measured / non-dense latents that fired."""
 
 
-class ReferenceMetrics(_Metrics):
-    l0: float
+class ReferenceMetrics(MetricCategory):
+    l0: float = metric(label="l0", higher_is_better=None)
     """Mean active latents per token on the tokens scored."""
-    tokens_evaluated: int
+    tokens_evaluated: int = metric(label="tokens", higher_is_better=None)
     """Tokens scored."""
-    windows_evaluated: int
+    windows_evaluated: int = metric(label="windows", higher_is_better=None)
     """Windows read."""
 
 
-class FeatureLifetimesMetrics(_Metrics):
+class FeatureLifetimesMetrics(MetricCategory):
     lifetimes: LifetimeMetrics
     """How long latents stay on."""
     persistence: PersistenceMetrics
@@ -97,7 +93,7 @@ class FeatureLifetimesMetrics(_Metrics):
     """Sparsity of the same tokens."""
 
 
-class LatentLifetimes(_Metrics):
+class LatentLifetimes(MetricCategory):
     latent: int
     """Latent index."""
     firing_rate: float
@@ -116,7 +112,7 @@ class LatentLifetimes(_Metrics):
     """Left- or right-censored runs."""
 
 
-class FeatureLifetimesResult(BaseModel):
+class FeatureLifetimesResult(EvalResult):
     """What `feature_lifetimes` returns."""
 
     metrics: FeatureLifetimesMetrics
@@ -132,9 +128,6 @@ class FeatureLifetimesResult(BaseModel):
     dense_latents: list[int]
     """Indices excluded as dense."""
 
-    def metrics_dict(self) -> dict[str, dict[str, Any]]:
-        return self.metrics.model_dump()
-
     def details_list(self) -> list[Any]:
         return [row.model_dump() for row in self.top_latents]
 
@@ -145,14 +138,4 @@ class FeatureLifetimesResult(BaseModel):
             "lifetime_histogram": self.lifetime_histogram,
             "dense_latents": self.dense_latents,
             "censoring_policy": CENSORING_POLICY,
-        }
-
-    def summary(self) -> dict[str, float | int | str | None]:
-        return {
-            "lifetime": self.metrics.lifetimes.mean_lifetime,
-            "lifetime_null": self.metrics.lifetimes.mean_lifetime_shuffled,
-            "persistence": self.metrics.persistence.persistence_ratio_mean,
-            "singleton": self.metrics.lifetimes.singleton_fraction,
-            "burstiness": self.metrics.burstiness.burstiness_mean,
-            "measured": self.metrics.exclusions.n_latents_measured,
         }

@@ -10,7 +10,7 @@ from tsae_evals.evals.temporal_stability.result import TemporalStabilityResult
 from tsae_evals.registry import register_streaming_eval
 
 if TYPE_CHECKING:
-    from tsae_evals.context import EncodedBatch, EvalContext
+    from tsae_evals.context import EvalContext, RunShape, ScoredPositionsScorer
 
 
 def _plots(ctx: EvalContext, cfg: TemporalStabilityConfig, result: TemporalStabilityResult, stem: Path) -> list[Path]:
@@ -22,25 +22,28 @@ def _plots(ctx: EvalContext, cfg: TemporalStabilityConfig, result: TemporalStabi
     ]
 
 
-class _Scorer:
-    def __init__(self, ctx: EvalContext, cfg: TemporalStabilityConfig) -> None:
-        from tsae_evals.evals.temporal_stability.stream import StabilityScorer
-
-        self.n_windows = cfg.n_windows
-        self.start = ctx.scored_start(cfg.skip_first_positions)
-        self.inner = StabilityScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed)
-
-    def add(self, batch: EncodedBatch) -> None:
-        start = self.start
-        self.inner.add(batch.latents[:, start:], batch.activations[:, start:], batch.reconstruction[:, start:])
-
-    def finish(self) -> TemporalStabilityResult:
-        return self.inner.finish()
+def _check(shape: RunShape, cfg: TemporalStabilityConfig) -> None:
+    shape.scored_start(cfg.skip_first_positions)
 
 
 @register_streaming_eval(
-    "temporal_stability", version=1, config=TemporalStabilityConfig, group="temporal", plots=_plots
+    "temporal_stability", version=2, config=TemporalStabilityConfig, group="temporal", plots=_plots, check=_check
 )
-def temporal_stability(ctx: EvalContext, cfg: TemporalStabilityConfig) -> _Scorer:
-    """Adjacent Jaccard, successive cosine and lag-k autocorrelation of latents, each against a shuffle null."""
-    return _Scorer(ctx, cfg)
+def temporal_stability(ctx: EvalContext, cfg: TemporalStabilityConfig) -> ScoredPositionsScorer:
+    """Adjacent Jaccard, successive cosine, lag-k autocorrelation and T-SAE's smoothness of latents, each against
+    a shuffle null and a random SAE."""
+    from tsae_evals.context import ScoredPositionsScorer
+    from tsae_evals.evals.temporal_stability.smoothness import input_scale, matryoshka_split
+    from tsae_evals.evals.temporal_stability.stream import StabilityScorer
+
+    inner = StabilityScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed, matryoshka_split(ctx.sae.cfg))
+    start = ctx.scored_start(cfg.skip_first_positions)
+    sae = ctx.sae
+    return ScoredPositionsScorer(
+        cfg.n_windows,
+        start,
+        lambda batch: inner.add(
+            batch.latents, batch.activations, batch.reconstruction, input_scale(sae, batch.activations)
+        ),
+        inner.finish,
+    )

@@ -1,4 +1,4 @@
-"""Adapter for `sae_bench.evals.core.main`: its metric code runs unchanged on our model object and windows.
+"""SAE-Bench core through `sae_bench.evals.core.main`: its metric code runs unchanged on our model object and windows.
 
 What it absorbs:
 - `multiple_evals` loads the model by hub name and swallows every exception into `[]`; we call `run_evals`
@@ -18,14 +18,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tsae_evals.errors import EvalFailed, UsageError
-from tsae_evals.evals.core.config import CoreConfig
-from tsae_evals.evals.core.result import CoreResult
+from tsae_evals.evals.saebench.core.config import CoreConfig
+from tsae_evals.evals.saebench.core.result import CoreResult
+from tsae_evals.registry import register_eval
 
 if TYPE_CHECKING:
-    from tsae_evals.context import EvalContext
+    from tsae_evals.context import EvalContext, RunShape
 
 
-def run_core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
+def check(shape: RunShape, cfg: CoreConfig) -> None:
+    needed = cfg.windows_needed()
+    if shape.n_windows < needed:
+        raise UsageError(
+            f"core needs {needed} windows (batch_size_prompts x batches) but the run has {shape.n_windows}",
+            f"pass --n-windows {needed} or more, or lower core.batch_size_prompts",
+        )
+
+
+@register_eval("core", version=1, config=CoreConfig, group="saebench", check=check)
+def core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
+    """SAE-Bench core: reconstruction, KL/CE loss recovered, shrinkage, sparsity and feature density."""
     import datasets
     from sae_bench.evals.core import main as core_main
     from sae_bench.evals.core.eval_config import CoreEvalConfig
@@ -33,11 +45,6 @@ def run_core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
     from sae_lens.training.activations_store import ActivationsStore
 
     needed = cfg.windows_needed()
-    if ctx.windows.n_windows < needed:
-        raise UsageError(
-            f"core needs {needed} windows (batch_size_prompts x batches) but the run has {ctx.windows.n_windows}",
-            f"pass --n-windows {needed} or more",
-        )
     with warnings.catch_warnings():
         # SAE-Bench warns on non-unit decoder norms; preflight already reports them.
         warnings.simplefilter("ignore")
