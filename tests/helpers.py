@@ -80,7 +80,7 @@ def tiny_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(directory)
 
 
-def tiny_model(seed: int = 0, device: str = "cpu") -> Any:
+def tiny_model(seed: int = 0, device: str = "cpu", n_ctx: int = 64) -> Any:
     from sae_lens import HookedSAETransformer
     from transformer_lens import HookedTransformerConfig
 
@@ -92,7 +92,7 @@ def tiny_model(seed: int = 0, device: str = "cpu") -> Any:
         n_heads=2,
         d_head=16,
         d_mlp=64,
-        n_ctx=64,
+        n_ctx=n_ctx,
         d_vocab=len(tokenizer),
         act_fn="gelu",
         normalization_type="LN",

@@ -102,3 +102,61 @@ def test_list_shows_registered_evals_with_descriptions(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "core" in out and "temporal_stability" in out and "shuffle null" in out
+
+
+def _no_model(name, device):
+    raise AssertionError("the model must not load for bad input")
+
+
+def test_cuda_requested_without_cuda(capsys, tmp_path, sae_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = _run(capsys, tmp_path, "--sae", str(sae_dir), "--evals", "core", "--device", "cuda")
+    _assert_clean_error(code, err, tmp_path, "CUDA is not available", "--device cpu")
+
+
+def test_unknown_device(capsys, tmp_path, sae_dir):
+    code, err = _run(capsys, tmp_path, "--sae", str(sae_dir), "--evals", "core", "--device", "gpu0")
+    _assert_clean_error(code, err, tmp_path, "not a torch device")
+
+
+def test_results_dir_that_is_a_file(capsys, tmp_path, sae_dir, monkeypatch):
+    monkeypatch.setattr("tsae_evals.models.load_model", _no_model)
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    code = main(["run", "--results-dir", str(taken), "--sae", str(sae_dir), "--evals", "temporal_stability"])
+    err = capsys.readouterr().err.strip()
+    _assert_clean_error(code, err, tmp_path, "is a file, not a directory")
+    assert taken.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("evals", "setting", "needle"),
+    [
+        ("core", [], "core needs 32 windows"),
+        ("context_switch", ["--context-size", "20"], "context_switch needs at least 4 windows"),
+        ("causal_interventions", ["--context-size", "40"], "runs past the window"),
+        ("temporal_stability", ["--config", "temporal_stability.skip_first_positions=200"], "skip_first_positions"),
+    ],
+)
+def test_evals_refuse_windows_they_cannot_use_before_the_model_loads(
+    capsys, tmp_path, sae_dir, monkeypatch, evals, setting, needle
+):
+    monkeypatch.setattr("tsae_evals.models.load_model", _no_model)
+    args = ["--sae", str(sae_dir), "--evals", evals, "--n-windows", "8", *setting]
+    code, err = _run(capsys, tmp_path, *args)
+    _assert_clean_error(code, err, tmp_path, needle)
+
+
+def test_sae_lens_6_config_without_its_version_loads_with_its_metadata(tmp_path, sae_dir):
+    """sae-lens would read such a file as pre-6 and drop `metadata` (hook name included)."""
+    from tsae_evals.saes import load_sae, resolve_sae, sae_hook_name
+
+    cfg = json.loads((sae_dir / "cfg.json").read_text())
+    cfg.pop("sae_lens_version", None)
+    cfg["metadata"].pop("sae_lens_version", None)
+    (sae_dir / "cfg.json").write_text(json.dumps(cfg))
+    sae = load_sae(resolve_sae(str(sae_dir)))
+    assert sae_hook_name(sae) == cfg["metadata"]["hook_name"]
+    assert sae.cfg.metadata.prepend_bos is True
