@@ -24,7 +24,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
+from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_adaptive_variance"
 
@@ -86,7 +86,7 @@ class AdaptiveVarianceSAE(TsaeSAE[AdaptiveVarianceSAEConfig]):
         sequences, _ = as_sequences(x, self.flat_input)
         # Only counted positions update the variance: BOS rows are outliers.
         counted = sequences[mask]
-        feature_acts = torch.zeros(*sequences.shape[:2], self.cfg.d_sae, dtype=sequences.dtype)
+        feature_acts = sequences.new_zeros(*sequences.shape[:2], self.cfg.d_sae)
         feature_acts[mask] = self.encode(counted)
         reconstruction = self.decode(feature_acts)
         losses = {

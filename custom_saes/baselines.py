@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tsae_evals.errors import UsageError
-from tsae_evals.training import TrainingJob, register_training_architecture
+from custom_saes.errors import InvalidOption
+from custom_saes.training.registry import TrainingJob, register_training_architecture
 
 
 class RandomOptions(BaseModel):
@@ -49,10 +49,10 @@ def build_random(job: TrainingJob, options: RandomOptions) -> Any:
     from sae_lens import TopKSAE, TopKSAEConfig
 
     x = _counted_activations(job)
-    d_sae, k = job.d_sae, job.request.k
+    d_sae, k = job.d_sae, job.k
     if options.match is not None:
         d_sae, k = _width_and_l0(options.match, x, job)
-    generator = torch.Generator().manual_seed(job.request.seed)
+    generator = torch.Generator().manual_seed(job.seed)
     decoder = torch.randn(d_sae, job.d_in, generator=generator)
     decoder /= decoder.norm(dim=-1, keepdim=True)
     sae = TopKSAE(TopKSAEConfig(d_in=job.d_in, d_sae=d_sae, k=k, metadata=job.metadata(baseline="random")))
@@ -68,10 +68,10 @@ def _width_and_l0(path: Path, x: torch.Tensor, job: TrainingJob) -> tuple[int, i
     from sae_lens import SAE
 
     if not (path / "cfg.json").is_file():
-        raise UsageError(f"--set match={path}: no sae-lens SAE there (cfg.json missing)", "pass an SAE directory")
+        raise InvalidOption(f"--set match={path}: no sae-lens SAE there (cfg.json missing)", "pass an SAE directory")
     reference = SAE.load_from_disk(str(path), device="cpu").eval()
     if reference.cfg.d_in != job.d_in:
-        raise UsageError(
+        raise InvalidOption(
             f"--set match={path}: its d_in is {reference.cfg.d_in}, the hook's is {job.d_in}",
             "match an SAE trained on the same hook",
         )
@@ -88,7 +88,7 @@ def build_pca(job: TrainingJob, options: PCAOptions) -> Any:
     x = _counted_activations(job).double()
     n = options.n_components or job.d_in
     if n > job.d_in:
-        raise UsageError(f"--set n_components={n} exceeds d_in {job.d_in}", f"use at most {job.d_in}")
+        raise InvalidOption(f"--set n_components={n} exceeds d_in {job.d_in}", f"use at most {job.d_in}")
     mean = x.mean(0)
     covariance = (x - mean).T @ (x - mean) / (x.shape[0] - 1)
     _, eigenvectors = torch.linalg.eigh(covariance)

@@ -31,7 +31,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import TrainingJob, register_training_architecture
+from custom_saes.training.registry import TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_hierarchical"
 
@@ -148,7 +148,7 @@ def cosine_groups(directions: torch.Tensor, similarity: float) -> torch.Tensor:
     """Group id per row of `directions`; rows with cosine >= similarity to a group's first row join it."""
     unit = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     cosine = unit @ unit.T
-    groups = torch.full((directions.shape[0],), -1, dtype=torch.long)
+    groups = torch.full((directions.shape[0],), -1, dtype=torch.long, device=directions.device)
     next_group = 0
     for leader in range(directions.shape[0]):
         if groups[leader] >= 0:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tsae_evals.evals.feature_lifetimes.runs import run_lengths
+from custom_saes.runs import run_lengths
 
 
 @dataclass

@@ -27,7 +27,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import TrainingJob, register_training_architecture
+from custom_saes.training.registry import TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_t_sae"
 
@@ -113,13 +113,15 @@ def adjacent_info_nce(
     the t-1 codes sampled from the other sequences of the batch (never the same sequence, which shares topic)."""
     batch, seq, _ = codes.shape
     valid = mask[:, 1:] & mask[:, :-1]
+    # Pairs are drawn on the CPU so that every device samples the same ones.
     generator = torch.Generator().manual_seed(seed)
     anchors, positives, owners = [], [], []
     for row in range(batch):
         positions = valid[row].nonzero().flatten().cpu() + 1
         if positions.numel() == 0:
             continue
-        chosen = positions[torch.randperm(positions.numel(), generator=generator)[:pairs_per_sequence]]
+        drawn = torch.randperm(positions.numel(), generator=generator)[:pairs_per_sequence]
+        chosen = positions[drawn].to(codes.device)
         anchors.append(codes[row, chosen])
         positives.append(codes[row, chosen - 1])
         owners.append(torch.full((chosen.numel(),), row, device=codes.device))
@@ -157,7 +159,7 @@ def train_t_sae(job: TrainingJob, options: TSAEOptions) -> TSAE:
         TSAEConfig(
             d_in=job.d_in,
             d_sae=job.d_sae,
-            k=float(job.request.k),
+            k=float(job.k),
             high_level_fraction=options.high_level_fraction,
             metadata=job.metadata(),
         )

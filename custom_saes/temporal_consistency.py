@@ -24,7 +24,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
+from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_consistency"
 

@@ -32,7 +32,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
-from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
+from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_context"
 InterventionStrategy = Literal["clamp", "pattern", "hybrid"]
@@ -113,7 +113,7 @@ class TemporalContextSAE(TsaeSAE[TemporalContextSAEConfig]):
         """Reconstruct `x` with `latents` set to `value` at the positions the strategy selects."""
         sequences, restore = as_sequences(x, self.flat_input)
         feature_acts, drive = self._encode_sequences(sequences)
-        index = torch.tensor(latents, dtype=torch.long)
+        index = torch.tensor(latents, dtype=torch.long, device=feature_acts.device)
         active = feature_acts[..., index] > 0
         driven = drive[..., index] > 0
         if strategy == "clamp":

@@ -37,9 +37,9 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
+from custom_saes.errors import InvalidOption
 from custom_saes.lifecycle import FeatureLifecycleTracker
-from tsae_evals.errors import UsageError
-from tsae_evals.training import PHASED_L1, TrainingJob, register_training_architecture
+from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_lstm"
 
@@ -230,9 +230,9 @@ def _load_static(path: Path | None, job: TrainingJob) -> Any:
 
     fix = "train one first (python -m tsae_evals train --arch relu ...) and pass --set init_from=DIR"
     if path is None:
-        raise UsageError("the temporal LSTM SAE starts from a pretrained static SAE, and none was given", fix)
+        raise InvalidOption("the temporal LSTM SAE starts from a pretrained static SAE, and none was given", fix)
     if not (path / "cfg.json").is_file():
-        raise UsageError(f"--set init_from={path}: no sae-lens SAE there (cfg.json missing)", fix)
+        raise InvalidOption(f"--set init_from={path}: no sae-lens SAE there (cfg.json missing)", fix)
     static = SAE.load_from_disk(str(path), device="cpu")
     problems = []
     if static.cfg.architecture() != "standard":
@@ -244,7 +244,7 @@ def _load_static(path: Path | None, job: TrainingJob) -> Any:
     if static.cfg.normalize_activations != "none":
         problems.append(f"its activations are normalised at run time ({static.cfg.normalize_activations})")
     if problems:
-        raise UsageError(f"--set init_from={path} cannot seed this SAE: " + "; ".join(problems), fix)
+        raise InvalidOption(f"--set init_from={path} cannot seed this SAE: " + "; ".join(problems), fix)
     return static
 
 

@@ -47,8 +47,8 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 EvalFn = Callable[["EvalContext", Any], "EvalResult"]
 PlotFn = Callable[["EvalContext", Any, Any, Any], list[Any]]
 """`plots(ctx, cfg, result, stem) -> written paths`: PNGs named `<stem>_<what>.png` beside the result JSON."""
-CheckFn = Callable[["RunShape", Any], None]
-"""`check(shape, cfg)` raises UsageError when the config cannot run on windows of that shape."""
+CheckFn = Callable[["RunShape", Any], object]
+"""`check(shape, cfg)` raises UsageError when the config cannot run on windows of that shape (its return value is unused)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def register_eval(
     config: type[ConfigT],
     group: str | None = None,
     plots: PlotFn | None = None,
-    check: Callable[[RunShape, ConfigT], None] | None = None,
+    check: Callable[[RunShape, ConfigT], object] | None = None,
 ) -> Callable[[Callable[[EvalContext, ConfigT], EvalResult]], Callable[[EvalContext, ConfigT], EvalResult]]:
     """Register `fn(ctx, cfg) -> result` under `name`; the first docstring line is its description.
 
@@ -118,7 +118,7 @@ def register_streaming_eval(
     config: type[ConfigT],
     group: str | None = None,
     plots: PlotFn | None = None,
-    check: Callable[[RunShape, ConfigT], None] | None = None,
+    check: Callable[[RunShape, ConfigT], object] | None = None,
 ) -> Callable[[Callable[[EvalContext, ConfigT], BatchScorer]], Callable[[EvalContext, ConfigT], BatchScorer]]:
     """Register a streaming eval by its scorer factory `(ctx, cfg) -> BatchScorer`.
 

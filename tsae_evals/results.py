@@ -53,7 +53,7 @@ class MetricInfo(BaseModel):
 
 def metric(*, label: str, higher_is_better: bool | None, headline: bool = False, default: Any = ...) -> Any:
     """Declare a result field as a metric: `jaccard: float = metric(label="jaccard", higher_is_better=True)`."""
-    declared = {"label": label, "higher_is_better": higher_is_better, "headline": headline}
+    declared: dict[str, Any] = {"label": label, "higher_is_better": higher_is_better, "headline": headline}
     return Field(default, json_schema_extra={"metric": declared})
 
 

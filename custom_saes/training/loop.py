@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from custom_saes.base import TsaeSAE
+from custom_saes.errors import TrainingDiverged
 from custom_saes.training.activations import SequenceActivations
-from tsae_evals.errors import UsageError
 
 
 def constant(**coefficients: float) -> Callable[[float], dict[str, float]]:
@@ -103,9 +103,9 @@ def train_in_phases(
                 x, mask = next(stream)
                 x, mask = x.to(device), mask.to(device)
                 out = sae.training_forward(x, mask, phase.coefficients(step / max(1, steps - 1)))
-                loss = sum(out.losses.values(), torch.zeros(()))
+                loss = sum(out.losses.values(), torch.zeros((), device=device))
                 if not torch.isfinite(loss):
-                    raise UsageError(
+                    raise TrainingDiverged(
                         f"training diverged in phase {phase.name!r} at step {step} (loss {loss.item()})",
                         "lower --lr or the loss coefficients (--set)",
                     )

@@ -11,6 +11,7 @@ from sae_lens.saes.sae import SAEMetadata
 from custom_saes.adaptive_variance import AdaptiveVarianceSAE, AdaptiveVarianceSAEConfig
 from custom_saes.hierarchical import HierarchicalSAE, HierarchicalSAEConfig, cosine_groups, group_l21
 from custom_saes.lifecycle import FeatureLifecycleTracker
+from custom_saes.runs import run_lengths
 from custom_saes.t_sae import TSAE, TSAEConfig, adjacent_info_nce, batch_top_k
 from custom_saes.temporal_consistency import consistency_loss
 from custom_saes.temporal_context import TemporalContextSAE, TemporalContextSAEConfig
@@ -18,7 +19,6 @@ from custom_saes.temporal_lstm import TemporalLSTMSAE, TemporalLSTMSAEConfig
 from custom_saes.training.activations import SequenceActivations
 from custom_saes.training.loop import Phase, constant, train_in_phases
 from tests import helpers
-from tsae_evals.evals.feature_lifetimes.runs import run_lengths
 
 D = helpers.D_MODEL
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from sae_lens import SAE
 
+from custom_saes.training.registry import register_training_architecture
 from tests import helpers
 from tsae_evals.errors import UsageError
 from tsae_evals.training import TrainRequest, checkpoint_dir, train, training_architectures
@@ -104,3 +105,9 @@ def test_random_baseline_matches_the_width_and_l0_of_a_reference(tiny_model, cor
 def test_bad_training_settings_are_usage_errors(arch, options, message, tiny_model, corpus_file, tmp_path):
     with pytest.raises(UsageError, match=re.escape(message)):
         train(_request(tmp_path, arch, corpus_file, options=options), model_loader=lambda *_: tiny_model)
+
+
+def test_registering_a_taken_architecture_name_raises():
+    with pytest.raises(ValueError, match="'relu' is already registered"):
+        register_training_architecture("relu")(lambda job, options: None)
+    assert training_architectures()["relu"].trainer.__module__ == "tsae_evals.training.sae_lens_recipes"

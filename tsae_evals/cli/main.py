@@ -1,15 +1,15 @@
-"""`python -m tsae_evals {run,list,train}`."""
+"""`python -m tsae_evals {run,list,train,ablate-window}`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 
 from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, train_cmd
 from tsae_evals.errors import UsageError
+from tsae_evals.quiet import quiet_libraries
 
 EPILOG = """examples:
   python -m tsae_evals train --arch relu --layer 6 --tokens 300000 --out saes/l6-relu
@@ -39,19 +39,12 @@ def _set_threads() -> None:
     torch.set_num_threads(int(os.environ.get("TSAE_EVALS_THREADS", cores)))
 
 
-def _quiet_known_library_warnings() -> None:
-    # Both are about the libraries' own internals, not the user's input: our model is built without weight
-    # processing, exactly as the SAE's kwargs ask, and sae-lens copies its own token tensors.
-    warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
-    warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _set_threads()
-        _quiet_known_library_warnings()
-        return int(args.handler(args))
+        with quiet_libraries():
+            return int(args.handler(args))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

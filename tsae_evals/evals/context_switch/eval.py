@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from tsae_evals.context import EvalContext
 
 
-def check(shape: RunShape, cfg: ContextSwitchConfig) -> tuple[int, int]:
-    """The range boundaries are drawn from, so that every window size fits on both sides of one."""
+def boundary_range(shape: RunShape, cfg: ContextSwitchConfig) -> tuple[int, int]:
+    """The range boundaries are drawn from, so that every window size fits on both sides of one; a UsageError
+    when the windows are too few or too short."""
     w_max = max(cfg.window_sizes)
     low, high = shape.first_text_position + w_max, shape.context_size - w_max  # text positions t-w..t+w-1 exist
     if shape.n_windows // 2 < 2 or low > high:
@@ -29,7 +30,7 @@ def check(shape: RunShape, cfg: ContextSwitchConfig) -> tuple[int, int]:
     return low, high
 
 
-@register_eval("context_switch", version=1, config=ContextSwitchConfig, group="temporal", check=check)
+@register_eval("context_switch", version=1, config=ContextSwitchConfig, group="temporal", check=boundary_range)
 def context_switch(ctx: EvalContext, cfg: ContextSwitchConfig) -> ContextSwitchResult:
     """AUROC of b_t = 1 - cos(mean f before t, mean f after t) at spliced document boundaries, w in {1,4,16}."""
     import torch
@@ -78,7 +79,7 @@ def splice_windows(ctx: EvalContext, cfg: ContextSwitchConfig) -> tuple[torch.Te
 
     windows = ctx.windows
     first, length = windows.first_text_position, windows.context_size
-    low, high = check(RunShape(windows.n_windows, length, windows.prepend_bos), cfg)
+    low, high = boundary_range(RunShape(windows.n_windows, length, windows.prepend_bos), cfg)
     half = windows.n_windows // 2
     n = min(half, cfg.n_sequences or half)
     generator = torch.Generator().manual_seed(ctx.seed)
