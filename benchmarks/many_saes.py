@@ -98,9 +98,13 @@ def main() -> None:
     base = shared[counts[0]] / counts[0]
     print(f"device {args.device}, {args.windows} windows x 128 tokens, evals {EVALS}, best of {args.repeats}")
     for count in counts:
-        print(f"{count} SAE(s), one shared forward: {shared[count]:6.2f} s   ratio to one SAE: {shared[count] / base:.2f}")
+        print(
+            f"{count} SAE(s), one shared forward: {shared[count]:6.2f} s   ratio to one SAE: {shared[count] / base:.2f}"
+        )
     n = len(saes)
-    print(f"{n} SAEs one at a time:            {one_at_a_time[n]:6.2f} s   ratio to one SAE: {one_at_a_time[n] / base:.2f}")
+    print(
+        f"{n} SAEs one at a time:            {one_at_a_time[n]:6.2f} s   ratio to one SAE: {one_at_a_time[n] / base:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -293,11 +293,11 @@ def _evaluate_group(
     results, errors = _shared_pass(model, windows, items, scorers, request)
     shared_time = time.perf_counter() - started
     by_name = {spec.name: spec for spec in specs}
-    for (item_id, name), exc in errors.items():
-        _fail(next(i for i in items if id(i) == item_id).outcomes[name], exc, request)
+    by_id = {id(item): item for item in items}
+    for (item_id, name), error in errors.items():
+        _fail(by_id[item_id].outcomes[name], error, request)
     for (item_id, name), result in results.items():
-        item = next(i for i in items if id(i) == item_id)
-        _save(item, by_name[name], configs[name], result, contexts[item_id], windows, shared_time, request)
+        _save(by_id[item_id], by_name[name], configs[name], result, contexts[item_id], windows, shared_time, request)
 
     for item in items:
         for spec in todo[id(item)]:

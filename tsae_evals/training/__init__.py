@@ -76,7 +76,7 @@ def train(request: TrainRequest, model_loader: Callable[[str, str], Any] | None 
     """Train (or build) the SAE, then write it atomically to `request.out`; returns that path."""
     import torch
 
-    from tsae_evals.models import load_model
+    from tsae_evals.models import check_device, load_model
 
     architectures = training_architectures()
     if request.arch not in architectures:
@@ -89,6 +89,7 @@ def train(request: TrainRequest, model_loader: Callable[[str, str], Any] | None 
         raise UsageError(
             f"--tokens {request.tokens} is less than one batch", f"train on at least {request.batch_size_tokens} tokens"
         )
+    check_device(request.device)
     with quiet_libraries():
         model = (model_loader or load_model)(request.model, request.device)
         if not 0 <= request.layer < model.cfg.n_layers:
