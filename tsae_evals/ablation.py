@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsae_evals.errors import UsageError
-from tsae_evals.runner import EvalOutcome, RunRequest, run
+from tsae_evals.registry import parse_eval_names
+from tsae_evals.runner import EvalOutcome, RunRequest, build_configs, check_results_dir, run
 from tsae_evals.training import TrainRequest, train, training_architectures
 
 
@@ -42,6 +43,9 @@ def ablate_window(
     option = window_option(request.train.arch)
     if not request.windows or min(request.windows) < 1:
         raise UsageError("--windows needs positive integers", "e.g. --windows 1,2,4,8")
+    # The evaluation's own bad input must surface before minutes of training, not after.
+    build_configs(parse_eval_names(request.run.eval_names), request.run.config_overrides)
+    check_results_dir(request.run.results_dir)
     directories = {}
     for window in request.windows:
         out = request.train.out / f"{request.train.arch}-w{window}"
@@ -54,7 +58,7 @@ def ablate_window(
     for window, directory in directories.items():
         row: dict[str, Any] = {option: window}
         for outcome in outcomes:
-            if outcome.sae_label.endswith(directory.name) and outcome.status == "ok":
+            if outcome.sae_label.endswith(directory.name) and outcome.status in {"ok", "reused"}:
                 row.update({f"{outcome.eval_name}.{k}": v for k, v in outcome.summary.items()})
         rows.append(row)
     table_path = request.run.results_dir / "window_ablation" / f"{request.train.arch}.json"

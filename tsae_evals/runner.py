@@ -98,6 +98,12 @@ class EvalOutcome:
     plots: list[Path] = field(default_factory=list)
 
 
+def exit_code(outcomes: list[EvalOutcome]) -> int:
+    """0 when every eval ran or was reused on SAEs that passed preflight; 1 otherwise."""
+    failed = any(o.status not in {"ok", "reused"} or (o.preflight is not None and o.preflight.failed) for o in outcomes)
+    return 1 if failed else 0
+
+
 def build_configs(specs: list[EvalSpec], overrides: list[str]) -> dict[str, BaseModel]:
     """Default configs, with `eval.field=value` overrides (value parsed as JSON when it parses) validated."""
     values: dict[str, dict[str, Any]] = {spec.name: {} for spec in specs}

@@ -38,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tsae_evals.ablation import WindowAblation, ablate_window, format_table
     from tsae_evals.errors import UsageError
-    from tsae_evals.runner import RunRequest
+    from tsae_evals.runner import RunRequest, exit_code
 
     try:
         windows = tuple(int(w) for w in args.windows.split(","))
@@ -63,4 +63,4 @@ def handle(args: argparse.Namespace) -> int:
     )
     rows, outcomes = ablate_window(request)
     print(format_table(rows))
-    return 1 if any(o.status != "ok" for o in outcomes) else 0
+    return exit_code(outcomes)

@@ -76,7 +76,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.runner import RunRequest, run
+    from tsae_evals.runner import RunRequest, exit_code, run
     from tsae_evals.summary import format_summary
 
     request = RunRequest(
@@ -98,7 +98,4 @@ def handle(args: argparse.Namespace) -> int:
     )
     outcomes = run(request)
     print(format_summary(outcomes))
-    problems = any(
-        o.status not in {"ok", "reused"} or (o.preflight is not None and o.preflight.failed) for o in outcomes
-    )
-    return 1 if problems else 0
+    return exit_code(outcomes)
