@@ -1,4 +1,5 @@
-"""Shared fixtures; slow tests (SmolLM2) run only with --run-slow."""
+"""Shared fixtures; slow tests (SmolLM2) run only with --run-slow; `--device cuda` runs the model-backed tests on a
+GPU (the default, cpu, is what CI runs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the SmolLM2 integration tests")
+    parser.addoption("--device", default="cpu", help="torch device of the test models and runs (default: cpu)")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    """The `--device` option: where fixtures put models and where tests ask the runner to run."""
+    return str(request.config.getoption("--device"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,8 +8,8 @@ from tests import helpers
 
 
 @pytest.fixture(scope="session")
-def tiny_model():
-    return helpers.tiny_model()
+def tiny_model(device):
+    return helpers.tiny_model(device=device)
 
 
 @pytest.fixture

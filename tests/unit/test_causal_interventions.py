@@ -30,8 +30,9 @@ def test_edit_sets_the_most_active_latents_over_the_span_only():
     assert clamped[0, 3:5, 2].eq(14.0).all()  # 2 x the latent's window maximum (7)
 
 
-def _run(tiny_model, sae_dir, corpus_file, tmp_path):
+def _run(tiny_model, sae_dir, corpus_file, tmp_path, device):
     request = RunRequest(
+        device=device,
         sae_specs=[str(sae_dir)],
         eval_names="causal_interventions",
         dataset=str(corpus_file),
@@ -51,8 +52,10 @@ def _run(tiny_model, sae_dir, corpus_file, tmp_path):
     return json.loads(outcome.path.read_text())
 
 
-def test_per_token_sae_edit_reaches_the_loss_but_never_later_latents(tiny_model, sae_dir, corpus_file, tmp_path):
-    record = _run(tiny_model, sae_dir, corpus_file, tmp_path)
+def test_per_token_sae_edit_reaches_the_loss_but_never_later_latents(
+    tiny_model, sae_dir, corpus_file, tmp_path, device
+):
+    record = _run(tiny_model, sae_dir, corpus_file, tmp_path, device)
     metrics = record["eval_result_metrics"]
     assert metrics["loss"]["mean_abs_delta_loss_in_span"] > 0
     # The tiny model has a layer after the hook: attention carries the edit to later positions.
@@ -62,12 +65,12 @@ def test_per_token_sae_edit_reaches_the_loss_but_never_later_latents(tiny_model,
     assert len(record["eval_result_details"]) == 17
 
 
-def test_sequence_aware_sae_carries_the_edit_into_later_latents(tiny_model, corpus_file, tmp_path):
+def test_sequence_aware_sae_carries_the_edit_into_later_latents(tiny_model, corpus_file, tmp_path, device):
     from tests.contract.test_architectures import build
 
     sae_dir = tmp_path / "context_sae"
     build("tsae_temporal_context").save_model(sae_dir)
-    metrics = _run(tiny_model, sae_dir, corpus_file, tmp_path / "r")["eval_result_metrics"]
+    metrics = _run(tiny_model, sae_dir, corpus_file, tmp_path / "r", device)["eval_result_metrics"]
     # context window 4: the edit shows up in the latents of the next positions, then is forgotten
     assert metrics["latents"]["mean_abs_delta_latents_after"] > 0
     assert 1 <= metrics["latents"]["persistence_tokens"] <= 4

@@ -46,8 +46,27 @@ def test_independent_vectors_give_chance_auroc():
     assert auroc.auroc() == pytest.approx(0.5, abs=0.05)
 
 
-def test_context_switch_runs_on_the_tiny_model(tiny_model, sae_dir, corpus_file, tmp_path):
+def test_streaming_auroc_on_the_test_device_equals_cpu(device):
+    """Run with `--device cuda`: histograms live on the scores' device and give the CPU's numbers."""
+    if device == "cpu":
+        pytest.skip("needs --device other than cpu")
+    generator = torch.Generator().manual_seed(2)
+    vectors = torch.rand(40, 30, 8, generator=generator)
+    boundaries = torch.randint(4, 26, (40,), generator=generator)
+    found = {}
+    for where in ("cpu", device):
+        auroc = StreamingAUROC(bins=512)
+        for i in range(0, 40, 16):
+            scores, offset = boundary_scores(vectors[i : i + 16].to(where), window=4)
+            labels = (torch.arange(scores.shape[1]) + offset)[None, :] == boundaries[i : i + 16, None]
+            auroc.add(scores, labels)
+        found[where] = (auroc.auroc(), auroc.positive_sum, auroc.negative_sum)
+    assert found[device] == pytest.approx(found["cpu"], rel=1e-9)
+
+
+def test_context_switch_runs_on_the_tiny_model(tiny_model, sae_dir, corpus_file, tmp_path, device):
     request = RunRequest(
+        device=device,
         sae_specs=[str(sae_dir)],
         eval_names="context_switch",
         dataset=str(corpus_file),

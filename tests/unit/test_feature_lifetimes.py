@@ -94,12 +94,15 @@ def test_streaming_equals_a_direct_count_and_does_not_depend_on_batching():
     assert by_two.burstiness.burstiness_mean == by_nine.burstiness.burstiness_mean
 
 
-def test_the_temporal_group_runs_every_temporal_eval_on_the_tiny_model(tiny_model, sae_dir, corpus_file, tmp_path):
+def test_the_temporal_group_runs_every_temporal_eval_on_the_tiny_model(
+    tiny_model, sae_dir, corpus_file, tmp_path, device
+):
     import json
 
     from tsae_evals.runner import RunRequest, run
 
     request = RunRequest(
+        device=device,
         sae_specs=[str(sae_dir)],
         eval_names="temporal",
         dataset=str(corpus_file),
@@ -121,10 +124,11 @@ def test_the_temporal_group_runs_every_temporal_eval_on_the_tiny_model(tiny_mode
     assert "censoring_policy" in record["eval_result_unstructured"]
 
 
-def test_plots_are_drawn_beside_the_json(tiny_model, sae_dir, corpus_file, tmp_path):
+def test_plots_are_drawn_beside_the_json(tiny_model, sae_dir, corpus_file, tmp_path, device):
     from tsae_evals.runner import RunRequest, run
 
     request = RunRequest(
+        device=device,
         sae_specs=[str(sae_dir)],
         eval_names="temporal_stability,feature_lifetimes",
         dataset=str(corpus_file),

@@ -126,7 +126,7 @@ def _edit(
     edited = latents.clone()
     strength = latents[:, begin:end].sum(1)  # [b, d_sae]
     chosen = strength.topk(cfg.n_latents, dim=-1).indices
-    rows = torch.arange(latents.shape[0])[:, None]
+    rows = torch.arange(latents.shape[0], device=latents.device)[:, None]
     if cfg.mode == "ablate":
         value = torch.zeros_like(strength.gather(1, chosen))
     else:

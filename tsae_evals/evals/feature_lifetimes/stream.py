@@ -1,5 +1,6 @@
 """Streaming lifetime statistics: per-latent counters and per-latent run-length histograms, whose size depends
-on the SAE's width and `max_lifetime`, never on the number of tokens read."""
+on the SAE's width and `max_lifetime`, never on the number of tokens read. They are counted on the device of the
+latents (allocated with the first batch); only these summaries reach the host, once, at the end."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tsae_evals.evals.feature_lifetimes.result import (
 from tsae_evals.evals.feature_lifetimes.runs import run_lengths
 from tsae_evals.evals.temporal_stability.stream import shuffle_positions
 
+_COUNTERS = ("firings", "completed", "right_censored", "left_censored", "gap_count", "gap_sum", "gap_square_sum")
+
 
 @dataclass
 class LifetimeStatistics:
@@ -43,17 +46,29 @@ class LifetimeStatistics:
     gap_square_sum: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
+        self._allocate(torch.device("cpu"))
+
+    def _allocate(self, device: torch.device) -> None:
         width = self.max_lifetime + 1
-        self.firings = torch.zeros(self.d_sae, dtype=torch.long)
-        self.completed = torch.zeros(self.d_sae, width, dtype=torch.long)
-        self.right_censored = torch.zeros(self.d_sae, width, dtype=torch.long)
-        self.left_censored = torch.zeros(self.d_sae, dtype=torch.long)
-        self.gap_count = torch.zeros(self.d_sae, dtype=torch.long)
-        self.gap_sum = torch.zeros(self.d_sae, dtype=torch.float64)
-        self.gap_square_sum = torch.zeros(self.d_sae, dtype=torch.float64)
+        self.firings = torch.zeros(self.d_sae, dtype=torch.long, device=device)
+        self.completed = torch.zeros(self.d_sae, width, dtype=torch.long, device=device)
+        self.right_censored = torch.zeros(self.d_sae, width, dtype=torch.long, device=device)
+        self.left_censored = torch.zeros(self.d_sae, dtype=torch.long, device=device)
+        self.gap_count = torch.zeros(self.d_sae, dtype=torch.long, device=device)
+        self.gap_sum = torch.zeros(self.d_sae, dtype=torch.float64, device=device)
+        self.gap_square_sum = torch.zeros(self.d_sae, dtype=torch.float64, device=device)
+
+    def to_host(self) -> LifetimeStatistics:
+        """A copy on the CPU, where the per-latent summaries are read (small: width x max_lifetime counters)."""
+        host = LifetimeStatistics(self.d_sae, self.max_lifetime, self.tokens)
+        for name in _COUNTERS:
+            setattr(host, name, getattr(self, name).cpu())
+        return host
 
     def add(self, active: torch.Tensor) -> None:
         """One batch of traces `active [b, t, d_sae]` (bool), whole windows."""
+        if self.tokens == 0 and self.firings.device != active.device:  # the first batch decides the device
+            self._allocate(active.device)
         self.tokens += active.shape[0] * active.shape[1]
         self.firings += active.sum((0, 1))
         runs = run_lengths(active)
@@ -124,11 +139,11 @@ class LifetimeScorer:
         self.cfg = cfg
         self.real = LifetimeStatistics(d_sae, cfg.max_lifetime)
         self.null = LifetimeStatistics(d_sae, cfg.max_lifetime)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same shuffles on every device
         self.windows = 0
 
     def add(self, latents: torch.Tensor) -> None:
-        active = latents.detach().cpu() > self.cfg.activation_threshold
+        active = latents.detach() > self.cfg.activation_threshold
         self.windows += active.shape[0]
         self.real.add(active)
         (shuffled,) = shuffle_positions(self.generator, active)
@@ -137,7 +152,7 @@ class LifetimeScorer:
     def finish(self) -> FeatureLifetimesResult:
         if self.windows == 0:
             raise ValueError("feature_lifetimes received no windows")
-        return _result(self.real, self.null, self.cfg, self.windows)
+        return _result(self.real.to_host(), self.null.to_host(), self.cfg, self.windows)
 
 
 def score_lifetimes(

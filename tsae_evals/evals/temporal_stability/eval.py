@@ -33,17 +33,15 @@ def temporal_stability(ctx: EvalContext, cfg: TemporalStabilityConfig) -> Scored
     """Adjacent Jaccard, successive cosine, lag-k autocorrelation and T-SAE's smoothness of latents, each against
     a shuffle null and a random SAE."""
     from tsae_evals.context import ScoredPositionsScorer
-    from tsae_evals.evals.temporal_stability.smoothness import input_scale, matryoshka_split
+    from tsae_evals.evals.temporal_stability.smoothness import RawUnits, matryoshka_split
     from tsae_evals.evals.temporal_stability.stream import StabilityScorer
 
     inner = StabilityScorer(ctx.sae.cfg.d_sae, cfg, ctx.seed, matryoshka_split(ctx.sae.cfg))
     start = ctx.scored_start(cfg.skip_first_positions)
-    sae = ctx.sae
+    raw_units = RawUnits(ctx.sae)
     return ScoredPositionsScorer(
         cfg.n_windows,
         start,
-        lambda batch: inner.add(
-            batch.latents, batch.activations, batch.reconstruction, input_scale(sae, batch.activations)
-        ),
+        lambda batch: inner.add(batch.latents, batch.activations, batch.reconstruction, raw_units(batch.activations)),
         inner.finish,
     )

@@ -1,8 +1,10 @@
 """Streaming temporal statistics: per-batch reductions whose state has a fixed size, whatever the token count.
 
 Each batch is `latents [b, t, d_sae]` and `inputs [b, t, d_in]` for whole windows (BOS removed). The state is
-sums and counts per lag and per latent, so memory never grows with the number of windows read. The shuffle
-null applies one random permutation of positions per window to both tensors: it keeps every latent's rate and
+sums and counts per lag and per latent, so memory never grows with the number of windows read. It lives on the
+device of the first batch (allocated then), so a GPU run copies only the final summaries to the host; random
+draws come from CPU generators (the same numbers on any device) and are moved to the batch's device. The shuffle
+null applies one random permutation of positions per window to every tensor: it keeps every latent's rate and
 every position's active set, and destroys order only.
 """
 
@@ -27,22 +29,26 @@ from tsae_evals.evals.temporal_stability.result import (
     TemporalStabilityResult,
     excess_over_null,
 )
+from tsae_evals.evals.temporal_stability.smoothness import LipschitzSmoothness, smoothness_parts
 
 
 @dataclass
 class PairStatistic:
-    """Mean of a per-position-pair score over the pairs where it is defined."""
+    """Mean of a per-position-pair score over the pairs where it is defined (sums kept on the values' device)."""
 
-    total: float = 0.0
-    count: int = 0
+    total: torch.Tensor | None = None
+    count: torch.Tensor | None = None
 
     def add(self, values: torch.Tensor, defined: torch.Tensor) -> None:
-        self.total += float(values[defined].double().sum())
-        self.count += int(defined.sum())
+        total = torch.where(defined, values.double(), 0.0).sum()
+        count = defined.sum()
+        self.total = total if self.total is None else self.total + total
+        self.count = count if self.count is None else self.count + count
 
     @property
     def mean(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        count = 0 if self.count is None else int(self.count)
+        return float(self.total) / count if count and self.total is not None else float("nan")
 
 
 @dataclass
@@ -60,10 +66,16 @@ class LagAutocorrelation:
     windows: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sums = torch.zeros(self.max_lag, self.d_sae, dtype=torch.float64)
-        self.windows = torch.zeros(self.d_sae, dtype=torch.long)
+        self._allocate(torch.device("cpu"))
+
+    def _allocate(self, device: torch.device) -> None:
+        self.sums = torch.zeros(self.max_lag, self.d_sae, dtype=torch.float64, device=device)
+        self.windows = torch.zeros(self.d_sae, dtype=torch.long, device=device)
 
     def add(self, latents: torch.Tensor, active: torch.Tensor, included: torch.Tensor) -> None:
+        if self.sums.device != latents.device:  # first batch on another device (nothing summed yet)
+            assert not self.windows.any(), "batches must all come from one device"
+            self._allocate(latents.device)
         firings = active.sum(1)  # [b, d_sae]
         qualifies = (firings >= self.min_firings) & included
         columns = qualifies.any(0).nonzero().squeeze(1)
@@ -100,8 +112,6 @@ class StabilityStatistics:
     jaccard: PairStatistic = field(default_factory=PairStatistic)
     weighted_jaccard: PairStatistic = field(default_factory=PairStatistic)
     cosine: PairStatistic = field(default_factory=PairStatistic)
-    latent_jump: PairStatistic = field(default_factory=PairStatistic)
-    input_jump: PairStatistic = field(default_factory=PairStatistic)
     input_cosine: PairStatistic = field(default_factory=PairStatistic)
     autocorrelation: LagAutocorrelation = field(init=False)
 
@@ -130,28 +140,10 @@ class StabilityStatistics:
         overlap = torch.minimum(magnitudes[:, :-1], magnitudes[:, 1:]).sum(-1, dtype=torch.float64)
         extent = totals[:, :-1] + totals[:, 1:] - overlap
         self.weighted_jaccard.add(overlap / extent.clamp_min(1e-300), extent > 0)
-        self.latent_jump.add(*relative_jumps(magnitudes))
         self.cosine.add(*_successive_cosine(kept))
         if inputs is not None:
-            self.input_jump.add(*relative_input_jump(inputs))
             self.input_cosine.add(*_successive_cosine(inputs))
         self.autocorrelation.add(kept, active, included)
-
-
-def relative_jumps(magnitudes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per window and latent, max_t |f_t+1 - f_t| / max_t f_t: 1 when it switches fully on or off in one step,
-    small when it ramps; defined where the latent fires in the window. `[b, d_sae]` values and mask."""
-    jump = (magnitudes[:, 1:] - magnitudes[:, :-1]).abs().amax(1).double()
-    peak = magnitudes.amax(1).double()
-    return jump / peak.clamp_min(1e-300), peak > 0
-
-
-def relative_input_jump(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per window, max_t |x_t+1 - x_t| / max_t |x_t| of the SAE's input: the scale latents' jumps are read against."""
-    inputs = inputs.double()
-    jump = (inputs[:, 1:] - inputs[:, :-1]).norm(dim=-1).amax(1)
-    peak = inputs.norm(dim=-1).amax(1)
-    return jump / peak.clamp_min(1e-300), peak > 0
 
 
 def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,39 +158,40 @@ def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def shuffle_positions(generator: torch.Generator, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """Apply the same random permutation of positions, one per window, to every tensor `[b, t, ...]`."""
     batch, length = tensors[0].shape[:2]
-    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1)
+    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1).to(tensors[0].device)
     return [torch.gather(t, 1, order.view(batch, length, *([1] * (t.dim() - 2))).expand_as(t)) for t in tensors]
 
 
 @dataclass
 class ReconstructionStatistics:
-    """L0 and explained variance of the same tokens, reported beside every temporal score."""
+    """L0 and explained variance of the same tokens, reported beside every temporal score (sums on the device)."""
 
-    active_total: float = 0.0
     tokens: int = 0
-    squared_error: float = 0.0
-    input_sum: torch.Tensor | None = None
-    input_square_sum: float = 0.0
+    sums: list[torch.Tensor] | None = None
+    """Active latents, squared error, per-dimension input sum, input square sum."""
 
     def add(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor, threshold: float) -> None:
         flat_inputs = inputs.reshape(-1, inputs.shape[-1]).double()
-        self.active_total += float((latents > threshold).sum())
         self.tokens += flat_inputs.shape[0]
-        self.squared_error += float((flat_inputs - reconstruction.reshape(flat_inputs.shape).double()).pow(2).sum())
-        column_sum = flat_inputs.sum(0)
-        self.input_sum = column_sum if self.input_sum is None else self.input_sum + column_sum
-        self.input_square_sum += float(flat_inputs.pow(2).sum())
+        sums = [
+            (latents > threshold).sum(),
+            (flat_inputs - reconstruction.reshape(flat_inputs.shape).double()).pow(2).sum(),
+            flat_inputs.sum(0),
+            flat_inputs.pow(2).sum(),
+        ]
+        self.sums = sums if self.sums is None else [a + b for a, b in zip(self.sums, sums, strict=True)]
 
     @property
     def mean_l0(self) -> float:
-        return self.active_total / self.tokens if self.tokens else float("nan")
+        return float(self.sums[0]) / self.tokens if self.sums is not None else float("nan")
 
     @property
     def explained_variance(self) -> float:
-        if self.input_sum is None:
+        if self.sums is None:
             return float("nan")
-        total_variance = self.input_square_sum - float(self.input_sum.pow(2).sum()) / self.tokens
-        return 1.0 - self.squared_error / total_variance
+        _, squared_error, input_sum, input_square_sum = self.sums
+        total_variance = float(input_square_sum) - float(input_sum.pow(2).sum()) / self.tokens
+        return 1.0 - float(squared_error) / total_variance
 
 
 def position_explained_variance(latents: torch.Tensor) -> torch.Tensor:
@@ -217,14 +210,14 @@ class RandomTopK:
     "the dictionary is smooth"."""
 
     def __init__(self, inputs: torch.Tensor, d_sae: int, k: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed + 1)
+        generator = torch.Generator().manual_seed(seed + 1)  # CPU draws: the same dictionary on every device
         directions = torch.randn(d_sae, inputs.shape[-1], generator=generator, dtype=torch.float64)
-        self.encoder = (directions / directions.norm(dim=-1, keepdim=True)).T.to(inputs.dtype)
+        self.encoder = (directions / directions.norm(dim=-1, keepdim=True)).T.to(inputs.device, inputs.dtype)
         self.centre = inputs.reshape(-1, inputs.shape[-1]).mean(0)
         self.k = min(k, d_sae)
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu((inputs - self.centre) @ self.encoder.to(inputs.device))
+        pre = torch.relu((inputs - self.centre) @ self.encoder)
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
 
@@ -233,17 +226,24 @@ class StabilityScorer:
     """Scores `(latents, inputs, reconstruction)` batches of whole windows, each `[b, t, ...]`, as they arrive.
 
     The first `cfg.calibration_windows` windows are held back until their firing rates fix the dense set, then
-    scored like every later batch; nothing else is kept.
+    scored like every later batch; nothing else is kept. `matryoshka_split` (see smoothness.matryoshka_split)
+    adds the smoothness of the high-level and low-level parts. `add`'s `raw_units` (smoothness.RawUnits; None for
+    1) multiplies the latents into raw units for the smoothness.
     """
 
-    def __init__(self, d_sae: int, cfg: TemporalStabilityConfig, seed: int) -> None:
+    def __init__(
+        self, d_sae: int, cfg: TemporalStabilityConfig, seed: int, matryoshka_split: int | None = None
+    ) -> None:
         self.cfg = cfg
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same shuffles on every device
         self.real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
         self.shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
         self.reconstruction = ReconstructionStatistics()
-        self.firing_counts = torch.zeros(d_sae, dtype=torch.long)
-        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        parts = smoothness_parts(d_sae, matryoshka_split)
+        self.smoothness = LipschitzSmoothness(parts)
+        self.smoothness_shuffled = LipschitzSmoothness(parts)
+        self.firing_counts: torch.Tensor | None = None
+        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.held_windows = 0
         self.included: torch.Tensor | None = None
         self.n_position_excluded = 0
@@ -251,21 +251,31 @@ class StabilityScorer:
         self.random_sae: RandomTopK | None = None
         self.random_real = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
         self.random_shuffled = StabilityStatistics(d_sae, cfg.max_lag, cfg.min_firings)
+        self.random_smoothness = LipschitzSmoothness(smoothness_parts(d_sae, None))
         self.random_included: torch.Tensor | None = None
         self.seed = seed
 
-    def add(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    def add(
+        self,
+        latents: torch.Tensor,
+        inputs: torch.Tensor,
+        reconstruction: torch.Tensor,
+        raw_units: torch.Tensor | None = None,
+    ) -> None:
+        units = torch.ones((), device=latents.device) if raw_units is None else raw_units.to(latents.device)
         self.windows += latents.shape[0]
-        self.firing_counts += (latents > self.cfg.activation_threshold).sum((0, 1))
+        counts = (latents > self.cfg.activation_threshold).sum((0, 1))
+        self.firing_counts = counts if self.firing_counts is None else self.firing_counts + counts
         if self.included is not None:
-            self._score(latents, inputs, reconstruction)
+            self._score(latents, inputs, reconstruction, units)
             return
-        self.held.append((latents, inputs, reconstruction))
+        self.held.append((latents, inputs, reconstruction, units))
         self.held_windows += latents.shape[0]
         if self.held_windows >= self.cfg.calibration_windows:
             self._calibrate()
 
     def _calibrate(self) -> None:
+        assert self.firing_counts is not None
         tokens = sum(batch[0].shape[0] * batch[0].shape[1] for batch in self.held)
         latents = torch.cat([batch[0] for batch in self.held])
         inputs = torch.cat([batch[1] for batch in self.held])
@@ -275,66 +285,90 @@ class StabilityScorer:
         self.included = not_dense & ~tracks_position
         l0 = float((latents > self.cfg.activation_threshold).sum(-1).double().mean())
         self.random_sae = RandomTopK(inputs, latents.shape[-1], k=max(1, round(l0)), seed=self.seed)
-        random_latents = self.random_sae.encode(inputs[: self.cfg.random_sae_windows])
+        random_inputs = inputs[: self.cfg.random_sae_windows]
+        random_latents = self.random_sae.encode(random_inputs)
         random_counts = (random_latents > 0).sum((0, 1))
         random_tokens = random_latents.shape[0] * random_latents.shape[1]
         self.random_included = _not_dense(random_counts, random_tokens, self.cfg.dense_threshold)
-        self._score_random_sae(random_latents)
+        self._score_random_sae(random_latents, random_inputs)
         for batch in self.held:
             self._score(*batch)
         self.held.clear()
 
-    def _score(self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    def _score(
+        self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor, units: torch.Tensor
+    ) -> None:
         assert self.included is not None
         threshold = self.cfg.activation_threshold
         self.real.add(latents, inputs, threshold, self.included)
-        (shuffled_latents,) = shuffle_positions(self.generator, latents)
-        self.shuffled.add(shuffled_latents, None, threshold, self.included)
+        self.smoothness.add(latents, inputs, units)
+        per_token = units.dim() == 3
+        shuffled = shuffle_positions(self.generator, latents, inputs, *([units] if per_token else []))
+        self.shuffled.add(shuffled[0], None, threshold, self.included)
+        self.smoothness_shuffled.add(shuffled[0], shuffled[1], shuffled[2] if per_token else units)
         self.reconstruction.add(latents, inputs, reconstruction, threshold)
 
-    def _score_random_sae(self, random_latents: torch.Tensor) -> None:
+    def _score_random_sae(self, random_latents: torch.Tensor, inputs: torch.Tensor) -> None:
         """The random-SAE baseline is scored on the first `random_sae_windows` calibration windows only: a fixed
-        cost whatever the run's length; about 2k tokens estimate its scores well."""
+        cost whatever the run's length; about 2k tokens estimate its scores well. It reads raw inputs with a unit-norm
+        dictionary: its latents are in raw units."""
         assert self.random_sae is not None and self.random_included is not None
         self.random_real.add(random_latents, None, 0.0, self.random_included)
         (shuffled_random,) = shuffle_positions(self.generator, random_latents)
         self.random_shuffled.add(shuffled_random, None, 0.0, self.random_included)
+        self.random_smoothness.add(random_latents, inputs, torch.ones((), device=inputs.device))
 
     def finish(self) -> TemporalStabilityResult:
         if self.windows == 0:
             raise ValueError("temporal_stability received no windows")
         if self.included is None:  # fewer windows than the calibration asked for: calibrate on all of them
             self._calibrate()
-        assert self.included is not None
+        assert self.included is not None and self.firing_counts is not None
         assert self.random_sae is not None
+        smoothness = SmoothnessMetrics(
+            lipschitz=self.smoothness.mean("all"),
+            lipschitz_shuffled=self.smoothness_shuffled.mean("all"),
+            lipschitz_high_level=self.smoothness.part_mean("high_level"),
+            lipschitz_high_level_shuffled=self.smoothness_shuffled.part_mean("high_level"),
+            lipschitz_low_level=self.smoothness.part_mean("low_level"),
+            lipschitz_low_level_shuffled=self.smoothness_shuffled.part_mean("low_level"),
+            identical_input_pairs=self.smoothness.n_identical_pairs,
+        )
         result = _result(
-            self.real, self.shuffled, self.reconstruction, self.firing_counts, self.included, self.windows, self.cfg
+            self.real,
+            self.shuffled,
+            self.reconstruction,
+            smoothness,
+            self.firing_counts,
+            self.included,
+            self.windows,
+            self.cfg,
         )
         result.metrics.exclusions.n_position_excluded = self.n_position_excluded
         result.metrics.exclusions.n_dense_excluded -= self.n_position_excluded
+        random_lag1 = _mean(self.random_real.autocorrelation.per_latent()[0])
         result.metrics.random_sae = RandomSAEMetrics(
             k=self.random_sae.k,
             adjacent_jaccard=self.random_real.jaccard.mean,
             adjacent_jaccard_excess=excess_over_null(self.random_real.jaccard.mean, self.random_shuffled.jaccard.mean),
             successive_cosine=self.random_real.cosine.mean,
-            lag1_mean=_mean(self.random_real.autocorrelation.per_latent()[0]),
-            lag1_excess=excess_over_null(
-                _mean(self.random_real.autocorrelation.per_latent()[0]),
-                _mean(self.random_shuffled.autocorrelation.per_latent()[0]),
-            ),
-            activation_jump=self.random_real.latent_jump.mean,
+            lag1_mean=random_lag1,
+            lag1_excess=excess_over_null(random_lag1, _mean(self.random_shuffled.autocorrelation.per_latent()[0])),
+            lipschitz=self.random_smoothness.mean("all"),
         )
         return result
 
 
 def score_stability(
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, ...]],
     d_sae: int,
     cfg: TemporalStabilityConfig,
     seed: int,
+    matryoshka_split: int | None = None,
 ) -> TemporalStabilityResult:
-    """Score every batch of an iterable in one pass (see StabilityScorer)."""
-    scorer = StabilityScorer(d_sae, cfg, seed)
+    """Score every batch `(latents, inputs, reconstruction[, raw_units])` of an iterable in one pass (see
+    StabilityScorer)."""
+    scorer = StabilityScorer(d_sae, cfg, seed, matryoshka_split)
     for batch in batches:
         scorer.add(*batch)
     return scorer.finish()
@@ -348,6 +382,7 @@ def _result(
     real: StabilityStatistics,
     shuffled: StabilityStatistics,
     reconstruction_stats: ReconstructionStatistics,
+    smoothness: SmoothnessMetrics,
     firing_counts: torch.Tensor,
     included: torch.Tensor,
     windows: int,
@@ -381,12 +416,7 @@ def _result(
             weighted_jaccard_shuffled=shuffled.weighted_jaccard.mean,
             weighted_jaccard_excess=excess_over_null(real.weighted_jaccard.mean, shuffled.weighted_jaccard.mean),
         ),
-        smoothness=SmoothnessMetrics(
-            activation_jump=real.latent_jump.mean,
-            activation_jump_shuffled=shuffled.latent_jump.mean,
-            input_jump=real.input_jump.mean,
-            jump_ratio_to_input=real.latent_jump.mean / real.input_jump.mean if real.input_jump.mean else float("nan"),
-        ),
+        smoothness=smoothness,
         cosine=CosineMetrics(
             successive_cosine=real.cosine.mean,
             successive_cosine_shuffled=shuffled.cosine.mean,
