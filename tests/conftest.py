@@ -20,6 +20,13 @@ def device(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--device"))
 
 
+@pytest.fixture(scope="session")
+def tiny_model(device: str):
+    from tests import helpers
+
+    return helpers.tiny_model(device=device)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--run-slow"):
         return

@@ -146,7 +146,7 @@ def test_context_is_causal_and_only_declared_classes_use_it(architecture):
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_saebench_core_runs_unchanged(architecture, saved, tiny_model, tmp_path):
+def test_saebench_core_runs_unchanged(architecture, saved, tiny_model, tmp_path, device):
     corpus = helpers.write_corpus(tmp_path / "corpus.txt")
     request = RunRequest(
         sae_specs=[str(saved[architecture])],
@@ -158,6 +158,7 @@ def test_saebench_core_runs_unchanged(architecture, saved, tiny_model, tmp_path)
         results_dir=tmp_path / "results",
         config_overrides=FAST_CORE,
         allow_degenerate=True,
+        device=device,
     )
     outcome = run(request, model_loader=lambda name, device: tiny_model)[0]
     assert outcome.status == "ok", outcome.message

@@ -23,12 +23,12 @@ CONTEXT_SIZE = 80  # the defaults of causal_interventions need 70 positions
 
 
 @pytest.fixture(scope="module")
-def long_model():
-    return helpers.tiny_model(n_ctx=CONTEXT_SIZE)
+def long_model(device):
+    return helpers.tiny_model(n_ctx=CONTEXT_SIZE, device=device)
 
 
 @pytest.fixture(scope="module")
-def records(long_model, tmp_path_factory) -> dict[str, EvalRecord]:
+def records(long_model, tmp_path_factory, device) -> dict[str, EvalRecord]:
     """Every registered eval with its default config, in one run (as users run them)."""
     root = tmp_path_factory.mktemp("evals")
     sae = helpers.save_sae(helpers.tiny_sae(), root / "tiny_sae")
@@ -40,6 +40,7 @@ def records(long_model, tmp_path_factory) -> dict[str, EvalRecord]:
         n_windows=32,
         context_size=CONTEXT_SIZE,
         results_dir=root / "results",
+        device=device,
     )
     outcomes = run(request, model_loader=lambda name, device: long_model)
     failed = {o.eval_name: o.message for o in outcomes if o.status != "ok"}

@@ -7,11 +7,6 @@ import pytest
 from tests import helpers
 
 
-@pytest.fixture(scope="session")
-def tiny_model(device):
-    return helpers.tiny_model(device=device)
-
-
 @pytest.fixture
 def corpus_file(tmp_path: Path) -> Path:
     return helpers.write_corpus(tmp_path / "corpus.txt")

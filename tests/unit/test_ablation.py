@@ -14,9 +14,9 @@ from tsae_evals.runner import RunRequest
 from tsae_evals.training import TrainRequest
 
 
-def test_window_sweep_trains_each_window_and_tabulates(tiny_model, tmp_path):
+def test_window_sweep_trains_each_window_and_tabulates(tiny_model, tmp_path, device):
     corpus = helpers.write_corpus(tmp_path / "corpus.txt", n_documents=150)
-    common = {"model": helpers.TINY_MODEL_NAME, "dataset": str(corpus), "context_size": 32}
+    common = {"model": helpers.TINY_MODEL_NAME, "dataset": str(corpus), "context_size": 32, "device": device}
     request = WindowAblation(
         train=TrainRequest(
             arch="tsae_temporal_context",

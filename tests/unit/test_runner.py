@@ -35,6 +35,14 @@ FAST_CORE = [
 ]
 
 
+_DEVICE = "cpu"
+
+
+@pytest.fixture(autouse=True)
+def _run_on_the_test_device(device, monkeypatch):
+    monkeypatch.setitem(globals(), "_DEVICE", device)
+
+
 def _request(sae_dir: Path, corpus_file: Path, results_dir: Path, evals: str, **overrides) -> RunRequest:
     fields = dict(
         sae_specs=[str(sae_dir)],
@@ -45,6 +53,7 @@ def _request(sae_dir: Path, corpus_file: Path, results_dir: Path, evals: str, **
         batch_size=4,
         results_dir=results_dir,
         config_overrides=list(FAST_CORE) if "core" in evals else [],
+        device=_DEVICE,
     )
     fields.update(overrides)
     return RunRequest(**fields)
