@@ -1,23 +1,15 @@
-"""Settings of the feature lifetimes eval (definitions in ../shared/metrics.md, "Feature lifetimes")."""
+"""Settings of the feature lifetimes eval (run lengths, survival, persistence ratio, burstiness)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tsae_evals.evals.streaming import StreamingEvalConfig
 
 
-class FeatureLifetimesConfig(BaseModel):
+class FeatureLifetimesConfig(StreamingEvalConfig):
     """Which data, latents and runs count."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
-
-    n_windows: int | None = Field(default=None, ge=1)
-    """Windows to read; None reads every window of the run."""
-    skip_first_positions: int = Field(default=0, ge=0)
-    """Text positions dropped at the start of each window (after BOS, which is always dropped)."""
-    activation_threshold: float = 0.0
-    """A latent is active when its activation exceeds this (0 for ReLU, TopK and JumpReLU SAEs)."""
-    dense_threshold: float = Field(default=0.1, gt=0, le=1)
-    """Latents firing on more than this share of tokens are excluded from the aggregates and counted."""
     min_completed_runs: int = Field(default=5, ge=1)
     """A latent enters the aggregates once it has this many uncensored runs."""
     min_gaps: int = Field(default=10, ge=2)

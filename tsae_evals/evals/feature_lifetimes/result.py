@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tsae_evals.evals.streaming import ReferenceMetrics
 from tsae_evals.results import EvalResult, MetricCategory, metric
 
 CENSORING_POLICY = (
@@ -67,15 +68,6 @@ class ExclusionMetrics(MetricCategory):
     """Non-dense latents with at least `min_completed_runs` uncensored runs."""
     coverage: float = metric(label="coverage", higher_is_better=None)
     """n_latents_measured / non-dense latents that fired."""
-
-
-class ReferenceMetrics(MetricCategory):
-    l0: float = metric(label="l0", higher_is_better=None)
-    """Mean active latents per token on the tokens scored."""
-    tokens_evaluated: int = metric(label="tokens", higher_is_better=None)
-    """Tokens scored."""
-    windows_evaluated: int = metric(label="windows", higher_is_better=None)
-    """Windows read."""
 
 
 class FeatureLifetimesMetrics(MetricCategory):

@@ -1,23 +1,15 @@
-"""Settings of the temporal stability eval (definitions in docs/metrics: adjacent Jaccard, cosine, lag-k ACF)."""
+"""Settings of the temporal stability eval (adjacent Jaccard, cosine, lag-k ACF, smoothness)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tsae_evals.evals.streaming import StreamingEvalConfig
 
 
-class TemporalStabilityConfig(BaseModel):
-    """How much data to read and which latents and positions count."""
+class TemporalStabilityConfig(StreamingEvalConfig):
+    """How much data to read and which latents and positions count (dense latents: on the calibration windows)."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
-
-    n_windows: int | None = Field(default=None, ge=1)
-    """Windows to read; None reads every window of the run."""
-    skip_first_positions: int = Field(default=0, ge=0)
-    """Text positions dropped at the start of each window (after BOS, which is always dropped): attention sinks."""
-    activation_threshold: float = 0.0
-    """A latent is active when its activation exceeds this (0 for ReLU, TopK and JumpReLU SAEs)."""
-    dense_threshold: float = Field(default=0.1, gt=0, le=1)
-    """Latents firing on more than this share of calibration tokens are excluded and counted."""
     position_threshold: float = Field(default=0.5, gt=0, le=1)
     """Latents whose variance is explained by position beyond this share (on calibration windows) are excluded."""
     random_sae_windows: int = Field(default=16, ge=1)

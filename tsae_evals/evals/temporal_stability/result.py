@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tsae_evals.evals import streaming
 from tsae_evals.results import EvalResult, MetricCategory, metric
 
 
@@ -112,15 +113,9 @@ class ExclusionMetrics(MetricCategory):
     """Latents that never fired on any token read."""
 
 
-class ReferenceMetrics(MetricCategory):
-    l0: float = metric(label="l0", higher_is_better=None)
-    """Mean active latents per token on the tokens scored."""
+class ReferenceMetrics(streaming.ReferenceMetrics):
     explained_variance: float = metric(label="expl_var", higher_is_better=True)
     """1 - squared error / total variance of the input on the same tokens."""
-    tokens_evaluated: int = metric(label="tokens", higher_is_better=None)
-    """Tokens scored (BOS and skipped positions excluded)."""
-    windows_evaluated: int = metric(label="windows", higher_is_better=None)
-    """Windows read."""
 
 
 class TemporalStabilityMetrics(MetricCategory):
