@@ -28,18 +28,22 @@ class RunLengths:
 
 
 def run_lengths(active: torch.Tensor) -> RunLengths:
-    """All runs of `active [batch, seq, latents]` (bool)."""
-    by_latent = active.transpose(1, 2).contiguous()  # runs lie along the last axis; nonzero is faster contiguous
-    before = torch.nn.functional.pad(by_latent[..., :-1], (1, 0))
-    after = torch.nn.functional.pad(by_latent[..., 1:], (0, 1))
-    starts = (by_latent & ~before).nonzero()
-    ends = (by_latent & ~after).nonzero()
-    # Within a (sequence, latent) starts and ends alternate, so the k-th start pairs with the k-th end.
+    """All runs of `active [batch, seq, latents]` (bool).
+
+    One `nonzero` (one host sync on a GPU): along each (sequence, latent) trace, padded with an inactive position
+    at both ends, the value changes at each run's start and just after its end, so the changes alternate start,
+    end + 1 and the k-th pair of changes is the k-th run."""
+    batch, length, width = active.shape
+    padded = torch.zeros(batch, width, length + 2, dtype=torch.int8, device=active.device)
+    padded[:, :, 1:-1] = active.transpose(1, 2)  # runs lie along the last axis; nonzero is faster contiguous
+    # Change i sits between padded positions i and i + 1, i.e. between trace positions i - 1 and i.
+    changes = (padded[..., 1:] != padded[..., :-1]).nonzero().view(-1, 2, 3)
+    starts, stops = changes[:, 0], changes[:, 1, 2]  # stop: one past the run's last position
     return RunLengths(
         sequence=starts[:, 0],
         latent=starts[:, 1],
         start=starts[:, 2],
-        length=ends[:, 2] - starts[:, 2] + 1,
+        length=stops - starts[:, 2],
         left_censored=starts[:, 2] == 0,
-        right_censored=ends[:, 2] == active.shape[1] - 1,
+        right_censored=stops == length,
     )

@@ -10,7 +10,10 @@
 #
 # Steps: tests (the fast suite with the GPU visible, on cpu; then the model-backed tests of the temporal evals with
 # --device cuda), train (relu and tsae_t_sae on the random model), run (core and the temporal group on cuda, the
-# temporal group on cpu too, metrics compared), bench (benchmarks/temporal_evals.py at 128 windows per batch).
+# temporal group on cpu too, metrics compared), bench (benchmarks/temporal_evals.py at 128 windows per batch),
+# bench-streaming (the streaming evals alone, with per-stage times and a profile), bench-baseline (the same on the
+# package copy in .bench_old). BENCH_SAE overrides the benchmark's SAE (default: the one step train made); TRAIN_ARCHS
+# the architectures step train trains (default: relu tsae_t_sae).
 # Work files go to $WORK (default /tmp/device_check); each step's log is appended to $WORK/steps.log and, when
 # $OUT is set (the device tool's folder that comes back), to $OUT/steps.log. A step that fails or outlives
 # $STEP_TIMEOUT seconds (default 300) is reported and the next one runs.
@@ -150,7 +153,7 @@ run_steps() {
                 tests/unit/test_causal_interventions.py
             ;;
         train)
-            for arch in relu tsae_t_sae; do
+            for arch in ${TRAIN_ARCHS:-relu tsae_t_sae}; do
                 step "train-$arch" "$PY" -m tsae_evals train --arch "$arch" --layer 6 --tokens 200000 \
                     --model "$MODEL" --dataset "$DIR/corpus.txt" --device "$DEVICE" --no-checkpoints \
                     --out "$WORK/saes/$arch"
@@ -169,7 +172,17 @@ run_steps() {
             ;;
         bench)
             step bench "$PY" benchmarks/temporal_evals.py --device "$DEVICE" --batch-size 128 --windows 512 \
-                --model "$MODEL" --dataset "$DIR/corpus.txt" --sae "$WORK/saes/relu"
+                --model "$MODEL" --dataset "$DIR/corpus.txt" --sae "${BENCH_SAE:-$WORK/saes/relu}"
+            ;;
+        bench-streaming | bench-baseline)
+            # The streaming evals only, with per-stage times and a profile (no context_switch, no memory runs).
+            # bench-baseline runs it on the code in .bench_old (an ignored copy of the package to compare with,
+            # carried to the machine).
+            local path=$PYTHONPATH
+            [ "$name" = bench-baseline ] && path=$PWD/.bench_old
+            step "$name" env PYTHONPATH="$path" "$PY" benchmarks/temporal_evals.py --device "$DEVICE" --batch-size 128 \
+                --windows 512 --model "$MODEL" --dataset "$DIR/corpus.txt" --sae "${BENCH_SAE:-$WORK/saes/relu}" \
+                --streaming-only --profile
             ;;
         *) echo "unknown step $name" ;;
         esac

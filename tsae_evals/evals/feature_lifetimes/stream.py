@@ -66,27 +66,26 @@ class LifetimeStatistics:
         return host
 
     def add(self, active: torch.Tensor) -> None:
-        """One batch of traces `active [b, t, d_sae]` (bool), whole windows."""
+        """One batch of traces `active [b, t, d_sae]` (bool), whole windows.
+
+        Masked-out runs are added with weight 0 rather than selected, so the only host sync is run_lengths' one."""
         if self.tokens == 0 and self.firings.device != active.device:  # the first batch decides the device
             self._allocate(active.device)
         self.tokens += active.shape[0] * active.shape[1]
-        self.firings += active.sum((0, 1))
         runs = run_lengths(active)
-        ones = torch.ones_like(runs.latent)
-        bins = runs.length.clamp_max(self.max_lifetime)
-        complete = ~runs.left_censored & ~runs.right_censored
-        only_right = runs.right_censored & ~runs.left_censored
-        width = self.max_lifetime + 1
-        self.completed.view(-1).index_add_(0, (runs.latent * width + bins)[complete], ones[complete])
-        self.right_censored.view(-1).index_add_(0, (runs.latent * width + bins)[only_right], ones[only_right])
-        self.left_censored.index_add_(0, runs.latent[runs.left_censored], ones[runs.left_censored])
+        self.firings.index_add_(0, runs.latent, runs.length)  # every firing lies in exactly one run
+        bins = runs.latent * (self.max_lifetime + 1) + runs.length.clamp_max(self.max_lifetime)
+        not_left = ~runs.left_censored
+        self.completed.view(-1).index_add_(0, bins, (not_left & ~runs.right_censored).long())
+        self.right_censored.view(-1).index_add_(0, bins, (not_left & runs.right_censored).long())
+        self.left_censored.index_add_(0, runs.latent, runs.left_censored.long())
         # Gaps between consecutive firings: 1 inside a run, next start - previous end between runs of the same
         # (window, latent). The gaps before the first and after the last firing of a window are unobserved.
         inside = (runs.length - 1).double()
         self._add_gaps(runs.latent, inside, torch.ones_like(inside))
         same = (runs.sequence[1:] == runs.sequence[:-1]) & (runs.latent[1:] == runs.latent[:-1])
-        between = (runs.start[1:] - (runs.start[:-1] + runs.length[:-1] - 1)).double()[same]
-        self._add_gaps(runs.latent[1:][same], torch.ones_like(between), between)
+        between = (runs.start[1:] - (runs.start[:-1] + runs.length[:-1] - 1)).double()
+        self._add_gaps(runs.latent[1:], same.double(), between)
 
     def _add_gaps(self, latents: torch.Tensor, counts: torch.Tensor, sizes: torch.Tensor) -> None:
         """For each entry, `counts` gaps of length `sizes` (a run of length L holds L - 1 gaps of 1)."""
@@ -124,11 +123,12 @@ class LifetimeStatistics:
         completed = self.completed[latents].sum(0).double()
         censored = self.right_censored[latents].sum(0).double()
         at_risk = (completed + censored).flip(0).cumsum(0).flip(0)  # runs with observed length >= L
+        completed_list, at_risk_list = completed.tolist(), at_risk.tolist()  # python floats: same doubles
         survival, current = [], 1.0
         for length in range(1, self.max_lifetime + 1):
             survival.append(current)
-            if at_risk[length] > 0:
-                current *= 1 - float(completed[length] / at_risk[length])
+            if at_risk_list[length] > 0:
+                current *= 1 - completed_list[length] / at_risk_list[length]
         return survival
 
 
@@ -168,11 +168,15 @@ def score_lifetimes(
 def _result(
     real: LifetimeStatistics, null: LifetimeStatistics, cfg: FeatureLifetimesConfig, windows: int
 ) -> FeatureLifetimesResult:
+    # Each per-latent summary once: the per-latent rows below index them (recomputing them per row cost more
+    # than the whole streamed count at 512 windows).
     rate = real.firing_rate()
+    completed_runs, lifetime, singleton = real.completed_runs(), real.mean_lifetime(), real.singleton_fraction()
     dense = rate > cfg.dense_threshold
-    measured = ~dense & (real.completed_runs() >= cfg.min_completed_runs)
+    measured = ~dense & (completed_runs >= cfg.min_completed_runs)
     null_measured = ~dense & (null.completed_runs() >= cfg.min_completed_runs)
-    ratio, null_ratio = real.persistence_ratio(), null.persistence_ratio()
+    null_lifetime = null.mean_lifetime()
+    ratio, null_ratio = lifetime * (1 - rate), null_lifetime * (1 - null.firing_rate())  # persistence_ratio
     burst, null_burst = real.burstiness(), null.burstiness()
     bursty = ~dense & (real.gap_count >= cfg.min_gaps)
     fired = ~dense & (real.firings > 0)
@@ -182,9 +186,9 @@ def _result(
     survival = real.kaplan_meier(measured)
     metrics = FeatureLifetimesMetrics(
         lifetimes=LifetimeMetrics(
-            mean_lifetime=_mean(real.mean_lifetime()[measured]),
-            median_lifetime=_median(real.mean_lifetime()[measured]),
-            mean_lifetime_shuffled=_mean(null.mean_lifetime()[null_measured]),
+            mean_lifetime=_mean(lifetime[measured]),
+            median_lifetime=_median(lifetime[measured]),
+            mean_lifetime_shuffled=_mean(null_lifetime[null_measured]),
             km_mean_lifetime=float(sum(survival)),
             singleton_fraction=_share(singletons, real.completed[measured].sum()),
             singleton_fraction_shuffled=_share(null_singletons, null.completed[null_measured].sum()),
@@ -217,19 +221,24 @@ def _result(
     )
     censored = real.left_censored + real.right_censored.sum(1)
     top = torch.argsort(real.firings, descending=True)[: cfg.top_latents]
+    top = top[real.firings[top] > 0]
+    columns = zip(
+        top.tolist(),
+        *(values[top].tolist() for values in (rate, completed_runs, lifetime, singleton, ratio, burst, censored)),
+        strict=True,
+    )
     rows = [
         LatentLifetimes(
-            latent=int(i),
-            firing_rate=float(rate[i]),
-            completed_runs=int(real.completed_runs()[i]),
-            mean_lifetime=float(real.mean_lifetime()[i]),
-            singleton_fraction=float(real.singleton_fraction()[i]),
-            persistence_ratio=float(ratio[i]),
-            burstiness=float(burst[i]),
-            censored_runs=int(censored[i]),
+            latent=i,
+            firing_rate=r,
+            completed_runs=n,
+            mean_lifetime=m,
+            singleton_fraction=s,
+            persistence_ratio=p,
+            burstiness=z,
+            censored_runs=c,
         )
-        for i in top.tolist()
-        if real.firings[i] > 0
+        for i, r, n, m, s, p, z, c in columns
     ]
     return FeatureLifetimesResult(
         metrics=metrics,

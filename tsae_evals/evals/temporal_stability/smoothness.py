@@ -107,7 +107,9 @@ def window_smoothness(
     values = latents.float()
     if units.dim() == 3:  # per token: the latents in raw units first
         values = values * units
-    input_steps = torch.linalg.vector_norm(inputs[:, 1:].double() - inputs[:, :-1].double(), dim=-1)  # [b, t-1]
+    # [b, t-1]; float64 on the CPU (the reference values), float32 elsewhere (float64 is slow on GPUs)
+    wide = torch.float64 if inputs.device.type == "cpu" else torch.float32
+    input_steps = torch.linalg.vector_norm(inputs[:, 1:].to(wide) - inputs[:, :-1].to(wide), dim=-1).double()
     distinct = input_steps > 0
     # Skipped pairs get ratio 0: ratios are >= 0, so they never win the max over a window's other pairs.
     inverse = torch.where(distinct, 1 / input_steps.clamp_min(1e-300), 0.0).float()

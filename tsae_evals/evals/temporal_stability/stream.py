@@ -10,6 +10,7 @@ every position's active set, and destroys order only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -72,25 +73,31 @@ class LagAutocorrelation:
         self.sums = torch.zeros(self.max_lag, self.d_sae, dtype=torch.float64, device=device)
         self.windows = torch.zeros(self.d_sae, dtype=torch.long, device=device)
 
-    def add(self, latents: torch.Tensor, active: torch.Tensor, included: torch.Tensor) -> None:
-        if self.sums.device != latents.device:  # first batch on another device (nothing summed yet)
-            assert not self.windows.any(), "batches must all come from one device"
-            self._allocate(latents.device)
-        firings = active.sum(1)  # [b, d_sae]
+    def qualifying(
+        self, latents: torch.Tensor, firings: torch.Tensor, included: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The (window, latent) traces that count: `window [p]`, `latent [p]` and `trace [p, t]` (float64), from `latents
+        [b, t, d_sae]` and their per-window firing counts `firings [b, d_sae]`. Only these rows are worked on: a
+        small share of [b, t, d_sae], so float64 costs little. The nonzero is this statistic's one host sync."""
         qualifies = (firings >= self.min_firings) & included
-        columns = qualifies.any(0).nonzero().squeeze(1)
-        if columns.numel() == 0:
+        window, latent = qualifies.nonzero().unbind(1)
+        return window, latent, latents[window, :, latent].double()
+
+    def add(self, latent: torch.Tensor, trace: torch.Tensor) -> None:
+        """Add the traces `trace [p, t]` of latents `latent [p]` (see qualifying)."""
+        if self.sums.device != trace.device:  # first batch on another device (nothing summed yet)
+            assert not self.windows.any(), "batches must all come from one device"
+            self._allocate(trace.device)
+        if latent.numel() == 0:
             return
-        trace = latents[:, :, columns].double()
-        qualifies = qualifies[:, columns]
         centred = trace - trace.mean(1, keepdim=True)
-        energy = centred.pow(2).sum(1)  # [b, c]
-        qualifies &= energy > 0
-        safe_energy = torch.where(qualifies, energy, torch.ones_like(energy))
-        for lag in range(1, min(self.max_lag, trace.shape[1] - 1) + 1):
-            lagged = (centred[:, :-lag] * centred[:, lag:]).sum(1) / safe_energy
-            self.sums[lag - 1, columns] += torch.where(qualifies, lagged, torch.zeros_like(lagged)).sum(0)
-        self.windows[columns] += qualifies.sum(0)
+        energy = centred.pow(2).sum(1)  # [p]
+        measured = energy > 0
+        safe_energy = torch.where(measured, energy, torch.ones_like(energy))
+        lags = range(1, min(self.max_lag, trace.shape[1] - 1) + 1)
+        lagged = torch.stack([(centred[:, :-lag] * centred[:, lag:]).sum(1) for lag in lags]) / safe_energy
+        self.sums[: len(lags)].index_add_(1, latent, torch.where(measured, lagged, torch.zeros_like(lagged)))
+        self.windows.index_add_(0, latent, measured.long())
 
     def per_latent(self) -> torch.Tensor:
         """[max_lag, n_measured] mean autocorrelation of each latent measured in at least one window."""
@@ -124,32 +131,104 @@ class StabilityStatistics:
         inputs: torch.Tensor | None,
         threshold: float,
         included: torch.Tensor,
-    ) -> None:
+        firings: torch.Tensor | None = None,
+        shuffled_from: tuple[PositionSums, torch.Tensor] | None = None,
+    ) -> PositionSums:
         """Add a batch; `included` [d_sae] marks the latents that count (dense ones are excluded); the input's
-        own statistics are skipped when `inputs` is None. Elementwise work is float32, sums are float64."""
+        own statistics are skipped when `inputs` is None; `firings [b, d_sae]`, when given, counts each window's
+        positions where latents > threshold. Elementwise work is float32, sums are float64 (per-position sums over
+        the latents: float64 on the CPU, float32 on an accelerator, where float64 is slow and a float64 reduction
+        first copies the whole [b, t, d_sae] tensor to float64).
+
+        Returns the batch's PositionSums. `shuffled_from` = (that of a batch, order) says `latents` are that batch
+        with positions shuffled by `order [b, t]` (shuffle_positions): its sums are then reordered, not recomputed
+        (the same numbers: a sum over one position's latents does not depend on where the position is)."""
+        wide = _position_sum_dtype(latents)
         kept = latents.float() * included
         active = kept > threshold
+        magnitudes = kept.clamp_min(0)
+        if shuffled_from is None:
+            if firings is None:
+                firings = (latents > threshold).sum(1, dtype=torch.int32)
+            window, latent, trace = self.autocorrelation.qualifying(kept, firings, included)
+            positions = PositionSums(
+                counts=active.sum(-1, dtype=torch.int32),
+                totals=magnitudes.sum(-1, dtype=wide).double(),
+                norms=_norms(kept),
+                window=window,
+                latent=latent,
+                trace=trace,
+            )
+        else:
+            positions = shuffled_from[0].reordered(shuffled_from[1])
         # |A_t u A_t+1| = |A_t| + |A_t+1| - |A_t n A_t+1| and sum max = sum a + sum b - sum min: one pass each
         # over the big tensor instead of two.
-        counts = active.sum(-1, dtype=torch.int32)
+        counts, totals = positions.counts, positions.totals
         intersection = (active[:, :-1] & active[:, 1:]).sum(-1, dtype=torch.int32)
         union = counts[:, :-1] + counts[:, 1:] - intersection
         self.jaccard.add(intersection / union.clamp(min=1), union > 0)
-        magnitudes = kept.clamp_min(0)
-        totals = magnitudes.sum(-1, dtype=torch.float64)
-        overlap = torch.minimum(magnitudes[:, :-1], magnitudes[:, 1:]).sum(-1, dtype=torch.float64)
+        overlap = torch.minimum(magnitudes[:, :-1], magnitudes[:, 1:]).sum(-1, dtype=wide).double()
         extent = totals[:, :-1] + totals[:, 1:] - overlap
         self.weighted_jaccard.add(overlap / extent.clamp_min(1e-300), extent > 0)
-        self.cosine.add(*_successive_cosine(kept))
+        self.cosine.add(*_cosine((kept[:, :-1] * kept[:, 1:]).sum(-1, dtype=wide).double(), positions.norms))
         if inputs is not None:
             self.input_cosine.add(*_successive_cosine(inputs))
-        self.autocorrelation.add(kept, active, included)
+        self.autocorrelation.add(positions.latent, positions.trace)
+        return positions
+
+
+@dataclass
+class PositionSums:
+    """What StabilityStatistics.add computes per position or per window of a batch, which a shuffle of the
+    positions only reorders."""
+
+    counts: torch.Tensor
+    """[b, t] active latents."""
+    totals: torch.Tensor
+    """[b, t] sum of the clamped magnitudes (float64)."""
+    norms: torch.Tensor
+    """[b, t] L2 norm of the latents (float64)."""
+    window: torch.Tensor
+    """[p] window of each autocorrelation trace."""
+    latent: torch.Tensor
+    """[p] latent of each autocorrelation trace."""
+    trace: torch.Tensor
+    """[p, t] the traces that count for the autocorrelation (float64)."""
+
+    def reordered(self, order: torch.Tensor) -> PositionSums:
+        """The same sums for the batch with its positions shuffled by `order [b, t]` (shuffle_positions)."""
+        return PositionSums(
+            counts=self.counts.gather(1, order),
+            totals=self.totals.gather(1, order),
+            norms=self.norms.gather(1, order),
+            window=self.window,
+            latent=self.latent,
+            trace=self.trace.gather(1, order[self.window]),
+        )
+
+
+def _position_sum_dtype(values: torch.Tensor) -> torch.dtype:
+    """Accumulator of per-position sums over a `[b, t, width]` tensor: float64 on the CPU (the reference values),
+    float32 elsewhere (float64 is slow on GPUs; float32 agrees to about 1e-7 over a few thousand latents)."""
+    return torch.float64 if values.device.type == "cpu" else torch.float32
+
+
+def _norms(vectors: torch.Tensor) -> torch.Tensor:
+    """[b, t] float64 L2 norms of `vectors [b, t, width]` (float32): float64 sums of squares on the CPU, a fused
+    float32 norm elsewhere."""
+    if _position_sum_dtype(vectors) == torch.float64:
+        return vectors.pow(2).sum(-1, dtype=torch.float64).sqrt()
+    return torch.linalg.vector_norm(vectors, dim=-1).double()
 
 
 def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     vectors = vectors.float()
-    norms = vectors.pow(2).sum(-1, dtype=torch.float64).sqrt()
-    products = (vectors[:, :-1] * vectors[:, 1:]).sum(-1, dtype=torch.float64)
+    products = (vectors[:, :-1] * vectors[:, 1:]).sum(-1, dtype=_position_sum_dtype(vectors)).double()
+    return _cosine(products, _norms(vectors))
+
+
+def _cosine(products: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine of successive positions from their dot products `[b, t - 1]` and norms `[b, t]`, and where defined."""
     denominators = norms[:, :-1] * norms[:, 1:]
     defined = denominators > 0
     return products / denominators.clamp(min=torch.finfo(torch.float64).tiny), defined
@@ -157,8 +236,22 @@ def _successive_cosine(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def shuffle_positions(generator: torch.Generator, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """Apply the same random permutation of positions, one per window, to every tensor `[b, t, ...]`."""
-    batch, length = tensors[0].shape[:2]
-    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1).to(tensors[0].device)
+    first = tensors[0]
+    return gather_positions(shuffle_order(generator, first.shape[0], first.shape[1], first.device), *tensors)
+
+
+def shuffle_order(generator: torch.Generator, batch: int, length: int, device: torch.device) -> torch.Tensor:
+    """`[batch, length]`: a random permutation of the positions of each window, drawn on the CPU (the same on every
+    device) and copied to `device`."""
+    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1)
+    if device.type == "cuda":  # pinned and asynchronous: a pageable copy would wait for the whole stream
+        return order.pin_memory().to(device, non_blocking=True)
+    return order.to(device)
+
+
+def gather_positions(order: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Reorder the positions of every tensor `[b, t, ...]` by `order [b, t]`."""
+    batch, length = order.shape
     return [torch.gather(t, 1, order.view(batch, length, *([1] * (t.dim() - 2))).expand_as(t)) for t in tensors]
 
 
@@ -210,9 +303,7 @@ class RandomTopK:
     "the dictionary is smooth"."""
 
     def __init__(self, inputs: torch.Tensor, d_sae: int, k: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed + 1)  # CPU draws: the same dictionary on every device
-        directions = torch.randn(d_sae, inputs.shape[-1], generator=generator, dtype=torch.float64)
-        self.encoder = (directions / directions.norm(dim=-1, keepdim=True)).T.to(inputs.device, inputs.dtype)
+        self.encoder = _random_encoder(d_sae, inputs.shape[-1], seed, inputs.device, inputs.dtype)
         self.centre = inputs.reshape(-1, inputs.shape[-1]).mean(0)
         self.k = min(k, d_sae)
 
@@ -220,6 +311,16 @@ class RandomTopK:
         pre = torch.relu((inputs - self.centre) @ self.encoder)
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+
+
+@functools.lru_cache(maxsize=4)
+def _random_encoder(d_sae: int, d_in: int, seed: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """RandomTopK's encoder `[d_in, d_sae]`, drawn once per shape and seed (every SAE of that width in a process
+    shares it; the CPU draw of d_sae x d_in float64 normals is a fixed cost of tens of ms per run otherwise). Read
+    only."""
+    generator = torch.Generator().manual_seed(seed + 1)  # CPU draws: the same dictionary on every device
+    directions = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float64)
+    return (directions / directions.norm(dim=-1, keepdim=True)).T.to(device, dtype)
 
 
 class StabilityScorer:
@@ -243,7 +344,7 @@ class StabilityScorer:
         self.smoothness = LipschitzSmoothness(parts)
         self.smoothness_shuffled = LipschitzSmoothness(parts)
         self.firing_counts: torch.Tensor | None = None
-        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.held_windows = 0
         self.included: torch.Tensor | None = None
         self.n_position_excluded = 0
@@ -264,12 +365,13 @@ class StabilityScorer:
     ) -> None:
         units = torch.ones((), device=latents.device) if raw_units is None else raw_units.to(latents.device)
         self.windows += latents.shape[0]
-        counts = (latents > self.cfg.activation_threshold).sum((0, 1))
+        firings = (latents > self.cfg.activation_threshold).sum(1, dtype=torch.int32)  # [b, d_sae] per window
+        counts = firings.sum(0, dtype=torch.int64)
         self.firing_counts = counts if self.firing_counts is None else self.firing_counts + counts
         if self.included is not None:
-            self._score(latents, inputs, reconstruction, units)
+            self._score(latents, inputs, reconstruction, units, firings)
             return
-        self.held.append((latents, inputs, reconstruction, units))
+        self.held.append((latents, inputs, reconstruction, units, firings))
         self.held_windows += latents.shape[0]
         if self.held_windows >= self.cfg.calibration_windows:
             self._calibrate()
@@ -296,15 +398,21 @@ class StabilityScorer:
         self.held.clear()
 
     def _score(
-        self, latents: torch.Tensor, inputs: torch.Tensor, reconstruction: torch.Tensor, units: torch.Tensor
+        self,
+        latents: torch.Tensor,
+        inputs: torch.Tensor,
+        reconstruction: torch.Tensor,
+        units: torch.Tensor,
+        firings: torch.Tensor,
     ) -> None:
         assert self.included is not None
         threshold = self.cfg.activation_threshold
-        self.real.add(latents, inputs, threshold, self.included)
+        positions = self.real.add(latents, inputs, threshold, self.included, firings)
         self.smoothness.add(latents, inputs, units)
         per_token = units.dim() == 3
-        shuffled = shuffle_positions(self.generator, latents, inputs, *([units] if per_token else []))
-        self.shuffled.add(shuffled[0], None, threshold, self.included)
+        order = shuffle_order(self.generator, latents.shape[0], latents.shape[1], latents.device)
+        shuffled = gather_positions(order, latents, inputs, *([units] if per_token else []))
+        self.shuffled.add(shuffled[0], None, threshold, self.included, shuffled_from=(positions, order))
         self.smoothness_shuffled.add(shuffled[0], shuffled[1], shuffled[2] if per_token else units)
         self.reconstruction.add(latents, inputs, reconstruction, threshold)
 
@@ -313,9 +421,10 @@ class StabilityScorer:
         cost whatever the run's length; about 2k tokens estimate its scores well. It reads raw inputs with a unit-norm
         dictionary: its latents are in raw units."""
         assert self.random_sae is not None and self.random_included is not None
-        self.random_real.add(random_latents, None, 0.0, self.random_included)
-        (shuffled_random,) = shuffle_positions(self.generator, random_latents)
-        self.random_shuffled.add(shuffled_random, None, 0.0, self.random_included)
+        positions = self.random_real.add(random_latents, None, 0.0, self.random_included)
+        order = shuffle_order(self.generator, random_latents.shape[0], random_latents.shape[1], random_latents.device)
+        (shuffled_random,) = gather_positions(order, random_latents)
+        self.random_shuffled.add(shuffled_random, None, 0.0, self.random_included, shuffled_from=(positions, order))
         self.random_smoothness.add(random_latents, inputs, torch.ones((), device=inputs.device))
 
     def finish(self) -> TemporalStabilityResult:
