@@ -8,7 +8,7 @@ at a time (as every run did before the shared pass).
 Timings are of `run()` itself with the model already loaded (preflight, SAE loading and result writing
 included), interleaved and best of `--repeats`: single timings on a shared 2-core machine vary by 15%.
 
-    .venv/bin/python benchmarks/many_saes.py [--windows 32] [--counts 1,4,8] [--device cpu] [--model DIR]
+    .venv/bin/python benchmarks/many_saes.py [--windows 32] [--counts 1,4,8] [--device cpu] [--model DIR] [--dataset]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _timed_run(saes: list[Path], model: Any, args: argparse.Namespace, results: 
         sae_specs=[str(p) for p in saes],
         eval_names=EVALS,
         model=args.model,
+        dataset=args.dataset,
         n_windows=args.windows,
         batch_size=args.batch_size,
         device=args.device,
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=int, default=None, help="windows per forward (default: by device)")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model name or HF directory")
+    parser.add_argument("--dataset", default="sae-probes", help="text source (default: the offline sae-probes text)")
     args = parser.parse_args()
 
     import torch

@@ -174,6 +174,10 @@ run_steps() {
             step bench "$PY" benchmarks/temporal_evals.py --device "$DEVICE" --batch-size 128 --windows 512 \
                 --model "$MODEL" --dataset "$DIR/corpus.txt" --sae "${BENCH_SAE:-$WORK/saes/relu}"
             ;;
+        many)
+            step many "$PY" benchmarks/many_saes.py --device "$DEVICE" --windows 512 --model "$MODEL" \
+                --dataset "$DIR/corpus.txt"
+            ;;
         bench-streaming | bench-baseline)
             # The streaming evals only, with per-stage times and a profile (no context_switch, no memory runs).
             # bench-baseline runs it on the code in .bench_old (an ignored copy of the package to compare with,

@@ -130,10 +130,11 @@ def _progress_with_l0_and_explained_variance(every_steps: int = 10) -> Iterator[
                 l0 = float((step_output.feature_acts > 0).float().sum(-1).mean())
                 variance = (sae_in - sae_in.mean(0)).pow(2).sum()
                 explained = float(1 - (sae_in - sae_out).pow(2).sum() / variance)
-            losses = " ".join(
-                f"{name}={float(value() if callable(value) else value):.3g}"
-                for name, value in step_output.losses.items()
-            )
+                # The losses still carry their graph; read their values only.
+                losses = " ".join(
+                    f"{name}={float(torch.as_tensor(value() if callable(value) else value).detach()):.3g}"
+                    for name, value in step_output.losses.items()
+                )
             pbar.set_description(f"step {self.n_training_steps} {losses} L0={l0:.1f} EV={explained:.3f}")
             pbar.update(min(self.n_training_samples, pbar.total) - pbar.n)
 
