@@ -377,6 +377,8 @@ def _shared_pass(
 ) -> tuple[dict[tuple[int, str], EvalResult], dict[tuple[int, str], Exception]]:
     """One model forward per batch for every SAE's hook; each SAE encodes once and feeds all its scorers their
     share. A failing scorer (or SAE) is dropped and its exception returned; the others go on."""
+    from tqdm.auto import tqdm
+
     from tsae_evals.context import EncodedBatch, run_to_hooks
 
     results: dict[tuple[int, str], EvalResult] = {}
@@ -385,8 +387,10 @@ def _shared_pass(
     wanted = {key: min(scorer.n_windows or windows.n_windows, windows.n_windows) for key, scorer in live.items()}
     fed = dict.fromkeys(live, 0)
     batch_size = request.effective_batch_size()
+    starts = range(0, max(wanted.values(), default=0), batch_size)
+    progress = tqdm(starts, desc=f"streaming evals, {len(items)} SAE(s)", unit="batch", leave=False, disable=not live)
     try:
-        for start in range(0, max(wanted.values(), default=0), batch_size):
+        for start in progress:
             hungry = {key for key in live if fed[key] < wanted[key]}
             if not hungry:
                 break
