@@ -168,6 +168,8 @@ class _Prepared:
     weights_hash: str | None
     outcomes: dict[str, EvalOutcome] = field(default_factory=dict)
     """Eval name -> outcome, in the run's eval order."""
+    todo: list[EvalSpec] = field(default_factory=list)
+    """Evals whose result must be computed (not reused)."""
     preflight: PreflightReport | None = None
 
 
@@ -220,9 +222,17 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
         )
 
     documents = load_documents(request.dataset, seed=request.seed)
+    for item in prepared:
+        for spec in specs:
+            reused = None if request.force else _reusable(item, spec, configs[spec.name], documents.source, request)
+            item.outcomes[spec.name] = reused or EvalOutcome(item.ref.label, spec.name, "skipped", None)
+            if reused is None:
+                item.todo.append(spec)
+    # Only SAEs with something left to compute need their model: a finished sweep reruns in seconds.
+    pending = [item for item in prepared if item.todo]
     models: dict[str, Any] = {}
     windows: dict[tuple[str, bool], TokenWindows] = {}
-    for item in prepared:
+    for item in pending:
         if item.model_name not in models:
             models[item.model_name] = (model_loader or load_model)(item.model_name, request.device)
         model = models[item.model_name]
@@ -238,7 +248,7 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
         check_sae_fits_model(item.sae, model, item.ref.label)
 
     for key, group_windows in windows.items():
-        group = [item for item in prepared if (item.model_name, item.prepend_bos) == key]
+        group = [item for item in pending if (item.model_name, item.prepend_bos) == key]
         _evaluate_group(models[key[0]], group_windows, group, specs, configs, request)
     return [outcome for item in prepared for outcome in item.outcomes.values()]
 
@@ -267,15 +277,8 @@ def _evaluate_group(
         )
         for item in items
     }
-    todo: dict[int, list[EvalSpec]] = {}
-    for item in items:
-        todo[id(item)] = []
-        for spec in specs:
-            reused = None if request.force else _reusable(item, spec, configs[spec.name], windows, model, request)
-            item.outcomes[spec.name] = reused or EvalOutcome(item.ref.label, spec.name, "skipped", None)
-            if reused is None:
-                todo[id(item)].append(spec)
-    _preflight(model, windows, [item for item in items if todo[id(item)]], request)
+    todo = {id(item): list(item.todo) for item in items}
+    _preflight(model, windows, items, request)
     for item in items:
         if item.preflight is None or not item.preflight.failed or request.allow_degenerate:
             continue
@@ -320,7 +323,7 @@ def _evaluate_group(
 
 
 def _reusable(
-    item: _Prepared, spec: EvalSpec, config: BaseModel, windows: TokenWindows, model: Any, request: RunRequest
+    item: _Prepared, spec: EvalSpec, config: BaseModel, dataset: str, request: RunRequest
 ) -> EvalOutcome | None:
     """An outcome standing for an existing result with the same eval version, config, weights and data."""
     from tsae_evals.results import RecordError, config_hash, read_record, result_path
@@ -337,12 +340,12 @@ def _reusable(
         spec.version,
         config_hash(config),
         item.weights_hash,
-        str(model.cfg.model_name),
+        item.model_name,
         item.hook_name,
-        windows.source,
-        windows.n_windows,
-        windows.context_size,
-        windows.prepend_bos,
+        dataset,
+        request.n_windows,
+        request.context_size,
+        item.prepend_bos,
         request.seed,
     )
     if record.provenance is None or record.provenance.reuse_key() != wanted:
@@ -458,7 +461,7 @@ def _save(
         eval_version=spec.version,
         config_hash=config_hash(config),
         sae_weights_hash=item.weights_hash,
-        model=str(ctx.model.cfg.model_name),
+        model=item.model_name,
         hook_name=item.hook_name,
         dataset=windows.source,
         n_windows=windows.n_windows,

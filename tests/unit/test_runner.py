@@ -260,8 +260,14 @@ def test_existing_results_are_reused_unless_something_changed(tiny_model, sae_di
     first = run(_request(sae_dir, corpus_file, results, "temporal_stability"), model_loader=_loader(tiny_model))[0]
     written = first.path.read_text()
     calls = _count_forwards(monkeypatch)
-    again = run(_request(sae_dir, corpus_file, results, "temporal_stability"), model_loader=_loader(tiny_model))[0]
-    assert again.status == "reused" and calls == []  # not even a preflight forward
+    loads = []
+
+    def counting_loader(name, device):
+        loads.append(name)
+        return tiny_model
+
+    again = run(_request(sae_dir, corpus_file, results, "temporal_stability"), model_loader=counting_loader)[0]
+    assert again.status == "reused" and calls == [] and loads == []  # no model load, not even a preflight forward
     assert json.dumps(again.summary) == json.dumps(first.summary) and first.path.read_text() == written
     forced = run(
         _request(sae_dir, corpus_file, results, "temporal_stability", force=True), model_loader=_loader(tiny_model)
