@@ -130,11 +130,14 @@ class EvalContext:
         """Hook activations `[batch, seq, d_in]` for `tokens`, running the model only up to the hook's layer."""
         return run_to_hooks(self.model, tokens, [self.hook_name], self.device)[self.hook_name]
 
+    @property
+    def run_shape(self) -> RunShape:
+        """The shape of this run's windows, as evals' `check` functions see it."""
+        return RunShape(self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos)
+
     def scored_start(self, skip_first_positions: int) -> int:
         """First position temporal metrics score (see RunShape.scored_start)."""
-        return RunShape(self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos).scored_start(
-            skip_first_positions
-        )
+        return self.run_shape.scored_start(skip_first_positions)
 
     def encoded_batches(self, n_windows: int | None = None) -> Iterator[EncodedBatch]:
         """One model forward and one SAE pass per batch over the first `n_windows` windows."""

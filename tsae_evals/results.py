@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,6 +29,20 @@ from tsae_evals.preflight import PreflightReport
 
 RECORD_SCHEMA_VERSION = 2
 """Layout of the whole record. 1: `schema_version` inside `provenance`, no `metric_info`, no weights hash."""
+REUSE_FIELDS = {
+    "eval_name",
+    "eval_version",
+    "config_hash",
+    "sae_weights_hash",
+    "model",
+    "hook_name",
+    "dataset",
+    "n_windows",
+    "context_size",
+    "prepend_bos",
+    "seed",
+}
+"""Provenance fields that decide a result's numbers: a stored result is reused only when all of them match."""
 TRACKED_PACKAGES = ("torch", "transformer-lens", "sae-lens", "sae-bench", "transformers", "numpy", "datasets")
 
 
@@ -192,21 +205,9 @@ class Provenance(BaseModel):
     preflight: PreflightReport
     """Preflight checks of this SAE; a `fail` here means the metrics are not meaningful."""
 
-    def reuse_key(self) -> tuple[Any, ...]:
+    def reuse_key(self) -> dict[str, Any]:
         """What must match for an existing result to stand for a new one (wall time, device, git state aside)."""
-        return (
-            self.eval_name,
-            self.eval_version,
-            self.config_hash,
-            self.sae_weights_hash,
-            self.model,
-            self.hook_name,
-            self.dataset,
-            self.n_windows,
-            self.context_size,
-            self.prepend_bos,
-            self.seed,
-        )
+        return self.model_dump(include=REUSE_FIELDS)
 
 
 def config_hash(config: BaseModel) -> str:
@@ -336,11 +337,6 @@ def read_record(path: Path) -> EvalRecord:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RecordError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
-
-
-def iter_records(results_dir: Path) -> Iterator[Path]:
-    """Every result file under `results_dir` (`<eval>/<release>_<id>_eval_results.json`)."""
-    return iter(sorted(Path(results_dir).glob("*/*_eval_results.json")))
 
 
 def result_path(results_dir: Path, eval_name: str, release: str, sae_id: str) -> Path:

@@ -261,11 +261,11 @@ def _evaluate_group(
     configs: dict[str, BaseModel],
     request: RunRequest,
 ) -> None:
-    """Evaluate SAEs that share a model and windows: reuse, preflight, one shared pass, then the other evals."""
+    """Evaluate SAEs that share a model and windows: preflight, one shared pass, then the other evals."""
     from tsae_evals.context import EvalContext
 
-    contexts = {
-        id(item): EvalContext(
+    contexts = [
+        EvalContext(
             model=model,
             sae=item.sae,
             sae_ref=item.ref,
@@ -276,57 +276,55 @@ def _evaluate_group(
             batch_size=request.effective_batch_size(),
         )
         for item in items
-    }
-    todo = {id(item): list(item.todo) for item in items}
+    ]
     _preflight(model, windows, items, request)
     for item in items:
         if item.preflight is None or not item.preflight.failed or request.allow_degenerate:
             continue
-        for spec in todo[id(item)]:
+        for spec in item.todo:
             outcome = item.outcomes[spec.name]
             outcome.message = (
                 f"preflight failed: {item.preflight.headline()} (pass --allow-degenerate to evaluate anyway)"
             )
-        todo[id(item)] = []
+        item.todo = []
 
     scorers: dict[tuple[int, str], BatchScorer] = {}
-    for item in items:
-        for spec in todo[id(item)]:
+    for index, item in enumerate(items):
+        for spec in item.todo:
             if spec.scorer is None:
                 continue
             try:
-                scorers[id(item), spec.name] = spec.scorer(contexts[id(item)], configs[spec.name])
+                scorers[index, spec.name] = spec.scorer(contexts[index], configs[spec.name])
             except Exception as exc:  # a scorer that cannot start fails its eval only
                 _fail(item.outcomes[spec.name], exc, request)
     started = time.perf_counter()
     results, errors = _shared_pass(model, windows, items, scorers, request)
     shared_time = time.perf_counter() - started
     by_name = {spec.name: spec for spec in specs}
-    by_id = {id(item): item for item in items}
-    for (item_id, name), error in errors.items():
-        _fail(by_id[item_id].outcomes[name], error, request)
-    for (item_id, name), result in results.items():
-        _save(by_id[item_id], by_name[name], configs[name], result, contexts[item_id], windows, shared_time, request)
+    for (index, name), error in errors.items():
+        _fail(items[index].outcomes[name], error, request)
+    for (index, name), result in results.items():
+        _save(items[index], by_name[name], configs[name], result, contexts[index], windows, shared_time, request)
 
-    for item in items:
-        for spec in todo[id(item)]:
+    for index, item in enumerate(items):
+        for spec in item.todo:
             if spec.scorer is not None:
                 continue
             started = time.perf_counter()
             try:
-                result = spec.fn(contexts[id(item)], configs[spec.name])
+                result = spec.fn(contexts[index], configs[spec.name])
             except Exception as exc:  # any eval, plugins included, may fail; the others still run and save
                 _fail(item.outcomes[spec.name], exc, request)
                 continue
             elapsed = time.perf_counter() - started
-            _save(item, spec, configs[spec.name], result, contexts[id(item)], windows, elapsed, request)
+            _save(item, spec, configs[spec.name], result, contexts[index], windows, elapsed, request)
 
 
 def _reusable(
     item: _Prepared, spec: EvalSpec, config: BaseModel, dataset: str, request: RunRequest
 ) -> EvalOutcome | None:
     """An outcome standing for an existing result with the same eval version, config, weights and data."""
-    from tsae_evals.results import RecordError, config_hash, read_record, result_path
+    from tsae_evals.results import RecordError, read_record, result_path
 
     path = result_path(request.results_dir, spec.name, item.ref.release, item.ref.sae_id)
     if item.weights_hash is None or not path.is_file():
@@ -335,24 +333,31 @@ def _reusable(
         record = read_record(path)
     except RecordError:
         return None
-    wanted = (
-        spec.name,
-        spec.version,
-        config_hash(config),
-        item.weights_hash,
-        item.model_name,
-        item.hook_name,
-        dataset,
-        request.n_windows,
-        request.context_size,
-        item.prepend_bos,
-        request.seed,
-    )
-    if record.provenance is None or record.provenance.reuse_key() != wanted:
+    if record.provenance is None or record.provenance.reuse_key() != _identity(item, spec, config, dataset, request):
         return None
     return EvalOutcome(
         item.ref.label, spec.name, "reused", record.provenance.preflight, summary=record.headline(), path=path
     )
+
+
+def _identity(item: _Prepared, spec: EvalSpec, config: BaseModel, dataset: str, request: RunRequest) -> dict[str, Any]:
+    """The provenance fields that decide this (SAE, eval)'s numbers (results.REUSE_FIELDS): what a stored result
+    must match to be reused, and what a new one records."""
+    from tsae_evals.results import config_hash
+
+    return {
+        "eval_name": spec.name,
+        "eval_version": spec.version,
+        "config_hash": config_hash(config),
+        "sae_weights_hash": item.weights_hash,
+        "model": item.model_name,
+        "hook_name": item.hook_name,
+        "dataset": dataset,
+        "n_windows": request.n_windows,
+        "context_size": request.context_size,
+        "prepend_bos": item.prepend_bos,
+        "seed": request.seed,
+    }
 
 
 def _preflight(model: Any, windows: TokenWindows, items: list[_Prepared], request: RunRequest) -> None:
@@ -397,15 +402,16 @@ def _shared_pass(
             hungry = {key for key in live if fed[key] < wanted[key]}
             if not hungry:
                 break
-            readers = [item for item in items if any(key[0] == id(item) for key in hungry)]
+            readers = sorted({index for index, _ in hungry})
             activations = run_to_hooks(
                 model,
                 windows.tokens[start : start + batch_size],
-                sorted({item.hook_name for item in readers}),
+                sorted({items[index].hook_name for index in readers}),
                 request.device,
             )
-            for item in readers:
-                keys = [key for key in hungry if key[0] == id(item)]
+            for index in readers:
+                item = items[index]
+                keys = sorted(key for key in hungry if key[0] == index)
                 try:
                     batch = EncodedBatch.encode(item.sae, activations[item.hook_name])
                 except Exception as exc:  # this SAE cannot encode: its evals fail, the other SAEs go on
@@ -452,22 +458,12 @@ def _save(
     request: RunRequest,
 ) -> None:
     """Write one result (a write that fails fails this eval only, and leaves no partial file), then its plots."""
-    from tsae_evals.results import Provenance, build_record, config_hash, result_path, write_record
+    from tsae_evals.results import Provenance, build_record, result_path, write_record
 
     assert item.preflight is not None
     outcome = item.outcomes[spec.name]
     provenance = Provenance(
-        eval_name=spec.name,
-        eval_version=spec.version,
-        config_hash=config_hash(config),
-        sae_weights_hash=item.weights_hash,
-        model=item.model_name,
-        hook_name=item.hook_name,
-        dataset=windows.source,
-        n_windows=windows.n_windows,
-        context_size=windows.context_size,
-        prepend_bos=windows.prepend_bos,
-        seed=request.seed,
+        **_identity(item, spec, config, windows.source, request),
         device=request.device,
         wall_time_s=round(wall_time_s, 3),
         preflight=item.preflight,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tsae_evals.context import RunShape
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.causal_interventions.config import CausalInterventionsConfig
 from tsae_evals.evals.causal_interventions.result import (
@@ -25,7 +24,7 @@ from tsae_evals.registry import register_eval
 if TYPE_CHECKING:
     import torch
 
-    from tsae_evals.context import EvalContext
+    from tsae_evals.context import EvalContext, RunShape
 
 
 def check(shape: RunShape, cfg: CausalInterventionsConfig) -> None:
@@ -44,7 +43,7 @@ def causal_interventions(ctx: EvalContext, cfg: CausalInterventionsConfig) -> Ca
     import torch
 
     first = ctx.windows.first_text_position
-    check(RunShape(ctx.windows.n_windows, ctx.windows.context_size, ctx.windows.prepend_bos), cfg)
+    check(ctx.run_shape, cfg)
     begin, end = first + cfg.start, first + cfg.start + cfg.span  # absolute positions [begin, end)
     last = end - 1 + cfg.max_offset
     tokens = ctx.windows.tokens[: cfg.n_windows].to(ctx.device)

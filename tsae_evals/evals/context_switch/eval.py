@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tsae_evals.context import RunShape
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.context_switch.config import ContextSwitchConfig
 from tsae_evals.evals.context_switch.result import ContextSwitchResult, WindowRow
@@ -13,7 +12,7 @@ from tsae_evals.registry import register_eval
 if TYPE_CHECKING:
     import torch
 
-    from tsae_evals.context import EvalContext
+    from tsae_evals.context import EvalContext, RunShape
 
 
 def boundary_range(shape: RunShape, cfg: ContextSwitchConfig) -> tuple[int, int]:
@@ -79,7 +78,7 @@ def splice_windows(ctx: EvalContext, cfg: ContextSwitchConfig) -> tuple[torch.Te
 
     windows = ctx.windows
     first, length = windows.first_text_position, windows.context_size
-    low, high = boundary_range(RunShape(windows.n_windows, length, windows.prepend_bos), cfg)
+    low, high = boundary_range(ctx.run_shape, cfg)
     half = windows.n_windows // 2
     n = min(half, cfg.n_sequences or half)
     generator = torch.Generator().manual_seed(ctx.seed)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from custom_saes.runs import run_lengths
 from tsae_evals.evals.feature_lifetimes.config import FeatureLifetimesConfig
 from tsae_evals.evals.feature_lifetimes.result import (
     BurstinessMetrics,
@@ -22,8 +23,7 @@ from tsae_evals.evals.feature_lifetimes.result import (
     PersistenceMetrics,
     ReferenceMetrics,
 )
-from tsae_evals.evals.feature_lifetimes.runs import run_lengths
-from tsae_evals.evals.temporal_stability.stream import shuffle_positions
+from tsae_evals.evals.shuffle import shuffle_positions
 
 _COUNTERS = ("firings", "completed", "right_censored", "left_censored", "gap_count", "gap_sum", "gap_square_sum")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tsae_evals.evals.shuffle import gather_positions, shuffle_order
 from tsae_evals.evals.temporal_stability.config import TemporalStabilityConfig
 from tsae_evals.evals.temporal_stability.result import (
     AutocorrelationMetrics,
@@ -141,7 +142,7 @@ class StabilityStatistics:
         first copies the whole [b, t, d_sae] tensor to float64).
 
         Returns the batch's PositionSums. `shuffled_from` = (that of a batch, order) says `latents` are that batch
-        with positions shuffled by `order [b, t]` (shuffle_positions): its sums are then reordered, not recomputed
+        with positions shuffled by `order [b, t]` (shuffle.shuffle_positions): its sums are then reordered, not recomputed
         (the same numbers: a sum over one position's latents does not depend on where the position is)."""
         wide = _position_sum_dtype(latents)
         kept = latents.float() * included
@@ -196,7 +197,7 @@ class PositionSums:
     """[p, t] the traces that count for the autocorrelation (float64)."""
 
     def reordered(self, order: torch.Tensor) -> PositionSums:
-        """The same sums for the batch with its positions shuffled by `order [b, t]` (shuffle_positions)."""
+        """The same sums for the batch with its positions shuffled by `order [b, t]` (shuffle.shuffle_positions)."""
         return PositionSums(
             counts=self.counts.gather(1, order),
             totals=self.totals.gather(1, order),
@@ -232,27 +233,6 @@ def _cosine(products: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, 
     denominators = norms[:, :-1] * norms[:, 1:]
     defined = denominators > 0
     return products / denominators.clamp(min=torch.finfo(torch.float64).tiny), defined
-
-
-def shuffle_positions(generator: torch.Generator, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """Apply the same random permutation of positions, one per window, to every tensor `[b, t, ...]`."""
-    first = tensors[0]
-    return gather_positions(shuffle_order(generator, first.shape[0], first.shape[1], first.device), *tensors)
-
-
-def shuffle_order(generator: torch.Generator, batch: int, length: int, device: torch.device) -> torch.Tensor:
-    """`[batch, length]`: a random permutation of the positions of each window, drawn on the CPU (the same on every
-    device) and copied to `device`."""
-    order = torch.argsort(torch.rand(batch, length, generator=generator), dim=1)
-    if device.type == "cuda":  # pinned and asynchronous: a pageable copy would wait for the whole stream
-        return order.pin_memory().to(device, non_blocking=True)
-    return order.to(device)
-
-
-def gather_positions(order: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """Reorder the positions of every tensor `[b, t, ...]` by `order [b, t]`."""
-    batch, length = order.shape
-    return [torch.gather(t, 1, order.view(batch, length, *([1] * (t.dim() - 2))).expand_as(t)) for t in tensors]
 
 
 @dataclass
