@@ -8,7 +8,6 @@ so a killed sweep continues where it stopped.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from tsae_evals.context import RunShape
 from tsae_evals.data import DEFAULT_DATASET
 from tsae_evals.errors import EvalFailed, UsageError
 from tsae_evals.models import DEFAULT_MODEL
 from tsae_evals.registry import EvalSpec, parse_eval_names
+from tsae_evals.settings import parse_value, validated
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -119,21 +119,16 @@ def build_configs(specs: list[EvalSpec], overrides: list[str]) -> dict[str, Base
                 f"--config {override!r} names eval {eval_name!r}, which this run does not include",
                 "add it to --evals or drop the override",
             )
-        try:
-            values[eval_name][field_name] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[eval_name][field_name] = raw
-    configs = {}
-    for spec in specs:
-        try:
-            configs[spec.name] = spec.config_cls(**values[spec.name])
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise UsageError(
-                f"invalid --config for {spec.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}",
-                f"see the fields of {spec.config_cls.__name__} (python -m tsae_evals list --configs)",
-            ) from None
-    return configs
+        values[eval_name][field_name] = parse_value(raw)
+    return {
+        spec.name: validated(
+            spec.config_cls,
+            values[spec.name],
+            what=f"--config for {spec.name}",
+            fix=f"see the fields of {spec.config_cls.__name__} (python -m tsae_evals list --configs)",
+        )
+        for spec in specs
+    }
 
 
 def check_results_dir(results_dir: Path) -> None:
