@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ class RunShape:
     """Tokens per window, BOS included."""
     prepend_bos: bool
     """Whether each window starts with BOS."""
+    model_name: str = ""
+    """The model the SAE will run on (as `--model` or the SAE's config names it)."""
 
     @property
     def first_text_position(self) -> int:
@@ -105,6 +108,13 @@ def run_to_hooks(
     return {hook: cache[hook].reshape(*cache[hook].shape[:2], -1) for hook in hooks}
 
 
+def default_artifacts_dir() -> Path:
+    """`artifacts/` under the tsae_evals cache (never the working directory, never inside an installed package)."""
+    from tsae_evals.models import cache_dir
+
+    return cache_dir() / "artifacts"
+
+
 @dataclass
 class EvalContext:
     """Everything an eval may use; evals never load models, SAEs or data themselves."""
@@ -125,6 +135,8 @@ class EvalContext:
     """Torch device of the model and SAE."""
     batch_size: int
     """Windows per model forward."""
+    artifacts_dir: Path = field(default_factory=lambda: default_artifacts_dir())
+    """Where evals cache what they may reuse across SAEs and runs (SAE-Bench's activations, probes, vocab scans)."""
 
     def hook_activations(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hook activations `[batch, seq, d_in]` for `tokens`, running the model only up to the hook's layer."""
@@ -133,7 +145,9 @@ class EvalContext:
     @property
     def run_shape(self) -> RunShape:
         """The shape of this run's windows, as evals' `check` functions see it."""
-        return RunShape(self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos)
+        return RunShape(
+            self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos, str(self.model.cfg.model_name)
+        )
 
     def scored_start(self, skip_first_positions: int) -> int:
         """First position temporal metrics score (see RunShape.scored_start)."""

@@ -76,6 +76,8 @@ class RunRequest:
     """Recompute results that exist with the same eval version, config, weights and data."""
     verbose: bool = False
     """Print tracebacks of failed evals."""
+    artifacts_dir: Path | None = None
+    """Where evals cache reusable work (SAE-Bench's activations and probes); None: `artifacts/` in the cache dir."""
 
     def effective_batch_size(self) -> int:
         if self.batch_size is not None:
@@ -201,7 +203,8 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
     for ref in refs:
         sae = load_sae(ref, request.device).eval()
         prepend_bos = bool(getattr(sae.cfg.metadata, "prepend_bos", True))
-        shape = RunShape(request.n_windows, request.context_size, prepend_bos)
+        model_name = request.model or sae.cfg.metadata.model_name or DEFAULT_MODEL
+        shape = RunShape(request.n_windows, request.context_size, prepend_bos, model_name)
         for spec in specs:
             if spec.check is not None:
                 spec.check(shape, configs[spec.name])
@@ -209,7 +212,7 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
             _Prepared(
                 ref=ref,
                 sae=sae,
-                model_name=request.model or sae.cfg.metadata.model_name or DEFAULT_MODEL,
+                model_name=model_name,
                 hook_name=sae_hook_name(sae),
                 prepend_bos=prepend_bos,
                 weights_hash=ref.weights_hash(),
@@ -257,7 +260,7 @@ def _evaluate_group(
     request: RunRequest,
 ) -> None:
     """Evaluate SAEs that share a model and windows: preflight, one shared pass, then the other evals."""
-    from tsae_evals.context import EvalContext
+    from tsae_evals.context import EvalContext, default_artifacts_dir
 
     contexts = [
         EvalContext(
@@ -269,6 +272,7 @@ def _evaluate_group(
             seed=request.seed,
             device=request.device,
             batch_size=request.effective_batch_size(),
+            artifacts_dir=request.artifacts_dir or default_artifacts_dir(),
         )
         for item in items
     ]

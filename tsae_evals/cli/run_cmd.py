@@ -56,6 +56,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
     parser.add_argument(
+        "--artifacts-dir",
+        type=Path,
+        default=None,
+        help="where evals cache activations and probes they reuse across SAEs and runs "
+        "(default: artifacts/ in $TSAE_EVALS_CACHE or ~/.cache/tsae_evals)",
+    )
+    parser.add_argument(
         "--config",
         action="append",
         default=[],
@@ -90,6 +97,7 @@ def handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         results_dir=args.results_dir,
+        artifacts_dir=args.artifacts_dir,
         config_overrides=args.config,
         allow_degenerate=args.allow_degenerate,
         plots=args.plots,
