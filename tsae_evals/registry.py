@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "tsae_evals.evals"
 BUILTIN_EVAL_MODULES = (
     "tsae_evals.evals.saebench.core.eval",
     "tsae_evals.evals.saebench.sparse_probing.eval",
+    "tsae_evals.evals.saebench.sparse_probing_sae_probes.eval",
     "tsae_evals.evals.temporal_stability.eval",
     "tsae_evals.evals.feature_lifetimes.eval",
     "tsae_evals.evals.context_switch.eval",

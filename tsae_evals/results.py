@@ -101,6 +101,10 @@ class EvalResult(BaseModel):
         """SAE-Bench's `eval_result_unstructured`."""
         return {}
 
+    def recorded_config(self, config: BaseModel) -> dict[str, Any]:
+        """The record's `eval_config`: the eval's config as it ran."""
+        return config.model_dump(mode="json")
+
     def metric_info(self) -> dict[str, MetricInfo]:
         """`category.metric` -> declaration, for every declared metric in `metrics_dict()`."""
         found: dict[str, MetricInfo] = {}
@@ -285,7 +289,7 @@ def build_record(
 ) -> EvalRecord:
     return EvalRecord(
         eval_type_id=eval_name,
-        eval_config=config.model_dump(mode="json"),
+        eval_config=result.recorded_config(config),
         eval_id=str(uuid.uuid4()),
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=result.metrics_dict(),

@@ -99,8 +99,9 @@ def model_fingerprint(model: Any) -> str:
 
 
 def dump_output(output: Any) -> dict[str, Any]:
-    """SAE-Bench's output dataclass as plain data, NaN kept (its `to_json_file` path turns NaN into -1)."""
-    return asdict(output)
+    """SAE-Bench's output dataclass (or its `asdict`, as some `run_eval`s return it) as plain data, NaN kept (its
+    `to_json_file` path turns NaN into -1)."""
+    return output if isinstance(output, dict) else asdict(output)
 
 
 class SaeBenchResult(EvalResult):
@@ -140,6 +141,11 @@ class SaeBenchResult(EvalResult):
 
     def unstructured(self) -> Any:
         return self.unstructured_output
+
+    def recorded_config(self, config: BaseModel) -> dict[str, Any]:
+        # SAE-Bench's config as it ran (our settings resolved into its fields), so its output model validates the
+        # file; our own config still decides reuse through provenance.config_hash.
+        return self.sae_bench_config
 
     def metric_info(self) -> dict[str, MetricInfo]:
         categories = output_model(self.OUTPUT).__pydantic_fields__["eval_result_metrics"].annotation
