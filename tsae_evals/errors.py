@@ -15,6 +15,11 @@ class UsageError(Exception):
         super().__init__(f"{problem}. Fix: {fix}")
 
 
+class Unavailable(UsageError):
+    """An eval whose outside requirements (an LLM endpoint, gated data, a model it supports) are absent: refused
+    when named in --evals, reported as not run (with this message) when reached through a group."""
+
+
 class EvalFailed(Exception):
     """An eval ran and could not produce a result (a library it wraps failed); the run records it and goes on."""
 

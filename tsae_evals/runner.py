@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from tsae_evals.context import RunShape
 from tsae_evals.data import DEFAULT_DATASET
-from tsae_evals.errors import EvalFailed, UsageError
+from tsae_evals.errors import EvalFailed, Unavailable, UsageError
 from tsae_evals.models import DEFAULT_MODEL
 from tsae_evals.registry import EvalSpec, parse_eval_names
 from tsae_evals.settings import parse_value, validated
@@ -91,7 +91,8 @@ class EvalOutcome:
 
     sae_label: str
     eval_name: str
-    status: Literal["ok", "reused", "failed", "skipped"]
+    status: Literal["ok", "reused", "failed", "skipped", "unavailable"]
+    """unavailable: the eval's outside requirements are absent and it came in through a group (not an error)."""
     preflight: PreflightReport | None
     """None when every result of this SAE was reused (no preflight ran)."""
     summary: dict[str, Any] = field(default_factory=dict)
@@ -101,8 +102,9 @@ class EvalOutcome:
 
 
 def exit_code(outcomes: list[EvalOutcome]) -> int:
-    """0 when every eval ran or was reused on SAEs that passed preflight; 1 otherwise."""
-    failed = any(o.status not in {"ok", "reused"} or (o.preflight is not None and o.preflight.failed) for o in outcomes)
+    """0 when every eval ran, was reused or was unavailable on SAEs that passed preflight; 1 otherwise."""
+    done = {"ok", "reused", "unavailable"}
+    failed = any(o.status not in done or (o.preflight is not None and o.preflight.failed) for o in outcomes)
     return 1 if failed else 0
 
 
@@ -185,6 +187,7 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
     if request.batch_size is not None and request.batch_size < 1:
         raise UsageError("--batch-size must be at least 1", "pass a positive number")
     specs = parse_eval_names(request.eval_names)
+    named = {part.strip() for part in request.eval_names.split(",")}
     configs = build_configs(specs, request.config_overrides)
     sae_specs = split_sae_specs(request.sae_specs)
     if not sae_specs:
@@ -205,9 +208,15 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
         prepend_bos = bool(getattr(sae.cfg.metadata, "prepend_bos", True))
         model_name = request.model or sae.cfg.metadata.model_name or DEFAULT_MODEL
         shape = RunShape(request.n_windows, request.context_size, prepend_bos, model_name)
+        not_run: dict[str, EvalOutcome] = {}
         for spec in specs:
-            if spec.check is not None:
-                spec.check(shape, configs[spec.name])
+            try:
+                if spec.check is not None:
+                    spec.check(shape, configs[spec.name])
+            except Unavailable as exc:
+                if spec.name in named:
+                    raise
+                not_run[spec.name] = EvalOutcome(ref.label, spec.name, "unavailable", None, message=str(exc))
         prepared.append(
             _Prepared(
                 ref=ref,
@@ -216,12 +225,17 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
                 hook_name=sae_hook_name(sae),
                 prepend_bos=prepend_bos,
                 weights_hash=ref.weights_hash(),
+                outcomes=not_run,
             )
         )
 
     documents = load_documents(request.dataset, seed=request.seed)
     for item in prepared:
         for spec in specs:
+            unavailable = item.outcomes.pop(spec.name, None)
+            if unavailable is not None:  # re-inserted so that outcomes keep the run's eval order
+                item.outcomes[spec.name] = unavailable
+                continue
             reused = None if request.force else _reusable(item, spec, configs[spec.name], documents.source, request)
             item.outcomes[spec.name] = reused or EvalOutcome(item.ref.label, spec.name, "skipped", None)
             if reused is None:

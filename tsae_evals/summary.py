@@ -36,6 +36,9 @@ def format_summary(outcomes: list[EvalOutcome]) -> str:
         for o in outcomes
         if o.status in {"failed", "skipped"}
     ]
+    # One line per eval, not per SAE: what is missing is the same for all of them.
+    unavailable = {o.eval_name: o.message for o in outcomes if o.status == "unavailable"}
+    notes += [f"not run: {name}: {message}" for name, message in unavailable.items()]
     reused = [o for o in outcomes if o.status == "reused"]
     if reused:
         notes.append(f"reused {len(reused)} existing result(s) with the same eval version, config, weights and data")

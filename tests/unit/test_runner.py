@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from tests import helpers
 from tsae_evals import registry
 from tsae_evals.errors import UsageError
-from tsae_evals.runner import RunRequest, run
+from tsae_evals.runner import RunRequest, exit_code, run
 
 SAEBENCH_KEYS = {
     "eval_type_id",
@@ -344,3 +345,46 @@ def test_windows_follow_the_saes_prepend_bos(tiny_model, corpus_file, tmp_path):
     # without BOS every position is text: one more scored token per window
     tokens = [r.eval_result_metrics["reference"]["tokens_evaluated"] for r in records]
     assert tokens[0] == tokens[1] + 12
+
+
+def test_an_unavailable_eval_is_refused_when_named_and_reported_when_reached_through_a_group(
+    tiny_model, sae_dir, corpus_file, tmp_path, monkeypatch
+):
+    from tsae_evals.errors import Unavailable
+    from tsae_evals.evals.temporal_stability.config import TemporalStabilityConfig
+    from tsae_evals.summary import format_summary
+
+    def needs_endpoint(shape, cfg):
+        raise Unavailable("needs_judge needs an LLM endpoint", "pass one")
+
+    def never(ctx, cfg):
+        """Must not run."""
+        raise AssertionError("an unavailable eval ran")
+
+    temporal = registry.get_eval("temporal_stability")
+    spec = registry.EvalSpec(
+        name="needs_judge",
+        version=1,
+        description="needs an endpoint",
+        config_cls=TemporalStabilityConfig,
+        fn=never,
+        group="judged",
+        check=needs_endpoint,
+    )
+    monkeypatch.setitem(registry._REGISTRY, "needs_judge", spec)
+    # a group of two: the unavailable eval and one that can run
+    monkeypatch.setitem(
+        registry._REGISTRY, "stability", dataclasses.replace(temporal, name="stability", group="judged")
+    )
+
+    named = _request(sae_dir, corpus_file, tmp_path / "named", "needs_judge,stability")
+    with pytest.raises(Unavailable, match="LLM endpoint"):
+        run(named, model_loader=_loader(tiny_model))
+    assert not (tmp_path / "named").exists()
+
+    grouped = _request(sae_dir, corpus_file, tmp_path / "grouped", "judged")
+    outcomes = run(grouped, model_loader=_loader(tiny_model))
+    by_name = {o.eval_name: o for o in outcomes}
+    assert by_name["needs_judge"].status == "unavailable" and by_name["stability"].status == "ok"
+    assert exit_code(outcomes) == 0
+    assert "not run: needs_judge: needs_judge needs an LLM endpoint. Fix: pass one" in format_summary(outcomes)

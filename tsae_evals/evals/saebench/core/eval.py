@@ -2,7 +2,7 @@
 
 What it absorbs:
 - `multiple_evals` loads the model by hub name and swallows every exception into `[]`; we call `run_evals`
-  with our model directly and turn any failure into `EvalFailed` with the cause.
+  with our model directly, and `contained` turns any failure into `EvalFailed` with the cause.
 - All `compute_*` flags default to False, and saving crashes unless both featurewise flags are on: we turn all
   of them on.
 - Results are built by SAE-Bench's own `save_single_eval_result` (into a scratch file we read back), so the
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tsae_evals.errors import EvalFailed, UsageError
+from tsae_evals.errors import UsageError
+from tsae_evals.evals.saebench.adapter import contained, saebench_sae
 from tsae_evals.evals.saebench.core.config import CoreConfig
 from tsae_evals.evals.saebench.core.result import CoreResult
 from tsae_evals.registry import register_eval
@@ -41,14 +41,10 @@ def core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
     import datasets
     from sae_bench.evals.core import main as core_main
     from sae_bench.evals.core.eval_config import CoreEvalConfig
-    from sae_bench.sae_bench_utils import general_utils
     from sae_lens.training.activations_store import ActivationsStore
 
     needed = cfg.windows_needed()
-    with warnings.catch_warnings():
-        # SAE-Bench warns on non-unit decoder norms; preflight already reports them.
-        warnings.simplefilter("ignore")
-        _, sae, _ = general_utils.load_and_format_sae("custom", ctx.sae, ctx.device)  # type: ignore[misc]
+    sae = saebench_sae(ctx)
     saebench_cfg = CoreEvalConfig(
         model_name=str(ctx.model.cfg.model_name),
         llm_dtype="float32",
@@ -70,31 +66,21 @@ def core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
     windows = datasets.Dataset.from_dict({"tokens": ctx.windows.tokens[:needed].tolist()})
     tokenizer = ctx.model.tokenizer
     special_tokens: set[int | None] = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            store = ActivationsStore.from_sae(
-                ctx.model,
-                sae,
-                dataset=windows,
-                context_size=ctx.windows.context_size,
-                store_batch_size_prompts=cfg.batch_size_prompts,
-                device=ctx.device,
-            )
+    with contained("core"):
+        store = ActivationsStore.from_sae(
+            ctx.model,
+            sae,
+            dataset=windows,
+            context_size=ctx.windows.context_size,
+            store_batch_size_prompts=cfg.batch_size_prompts,
+            device=ctx.device,
+        )
         scalar_metrics, feature_metrics = core_main.run_evals(
             sae, store, ctx.model, saebench_cfg, ignore_tokens=special_tokens
         )
         scalar_metrics["misc_metrics"] = core_main.calculate_misc_metrics(feature_metrics)
         output = _saebench_output(core_main, saebench_cfg, scalar_metrics, feature_metrics, sae)
-    except (UsageError, EvalFailed):
-        raise
-    except Exception as exc:
-        raise EvalFailed(f"SAE-Bench core failed: {type(exc).__name__}: {exc}") from exc
-    return CoreResult(
-        metrics=output["eval_result_metrics"],
-        feature_metrics=output["eval_result_details"],
-        sae_bench_config=output["eval_config"],
-    )
+    return CoreResult.from_output(output)
 
 
 def _saebench_output(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
-from tsae_evals.results import EvalResult, MetricInfo
+from tsae_evals.evals.saebench.adapter import SaeBenchResult
 
 # SAE-Bench declares titles and a display flag but no direction; what each metric's better side is, and which
 # ones headline a table, is ours to say. Keys are SAE-Bench's `category.metric`.
@@ -32,38 +32,8 @@ DECLARED: dict[str, tuple[str, bool | None, bool]] = {
 }
 
 
-class CoreResult(EvalResult):
-    """SAE-Bench `CoreEvalOutput` sections: metric categories and per-latent feature metrics."""
+class CoreResult(SaeBenchResult):
+    """SAE-Bench `CoreEvalOutput` sections: metric categories and per-latent feature metrics (the details)."""
 
-    metrics: dict[str, dict[str, Any]]
-    """SAE-Bench's `CoreMetricCategories`, validated by its pydantic model and dumped."""
-    feature_metrics: list[dict[str, Any]]
-    """SAE-Bench's `CoreFeatureMetric` per latent (density, encoder/decoder norms and similarities)."""
-    sae_bench_config: dict[str, Any]
-    """The `CoreEvalConfig` handed to SAE-Bench, as it saw it."""
-
-    def metrics_dict(self) -> dict[str, dict[str, Any]]:
-        return self.metrics
-
-    def details_list(self) -> list[Any]:
-        return self.feature_metrics
-
-    def unstructured(self) -> dict[str, Any]:
-        return {"sae_bench_core_config": self.sae_bench_config}
-
-    def metric_info(self) -> dict[str, MetricInfo]:
-        from sae_bench.evals.core.eval_output import CoreMetricCategories
-
-        info = {}
-        for key, (label, higher_is_better, headline) in DECLARED.items():
-            category, _, name = key.partition(".")
-            # SAE-Bench's output models are pydantic dataclasses: their fields live in `__pydantic_fields__`.
-            category_cls = CoreMetricCategories.__pydantic_fields__[category].annotation
-            field = category_cls.__pydantic_fields__[name]  # type: ignore[union-attr]
-            info[key] = MetricInfo(
-                label=label,
-                higher_is_better=higher_is_better,
-                headline=headline,
-                description=field.description or field.title or "",
-            )
-        return info
+    OUTPUT: ClassVar[str] = "sae_bench.evals.core.eval_output.CoreEvalOutput"
+    DECLARED: ClassVar[dict[str, tuple[str, bool | None, bool]]] = DECLARED

@@ -133,19 +133,21 @@ def _run_seeds(
     return runs, saebench_cfg
 
 
-def _mean_and_spread(runs: list[tuple[int, dict[str, Any], Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per scalar metric: mean over seeds, and sample standard deviation (None with one seed or any missing)."""
-    keys = [k for k, v in runs[0][1].items() if not isinstance(v, dict)]
+def _mean_and_spread(
+    runs: list[tuple[int, dict[str, Any], Any]], metrics_cls: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """Per metric of SAE-Bench's `metrics_cls`: mean over the seeds where SAE-Bench gave a number (it gives None
+    when a probe's accuracies leave the ratio undefined), their sample standard deviation (None below two), and
+    how many seeds counted. Every metric key is present whatever the SAE's width."""
     mean: dict[str, Any] = {}
     spread: dict[str, Any] = {}
-    for key in keys:
-        values = [results[key] for _, results, _ in runs]
-        if any(value is None for value in values):
-            mean[key] = spread[key] = None
-            continue
-        mean[key] = statistics.fmean(values)
+    counted: dict[str, int] = {}
+    for key in metrics_cls.__pydantic_fields__:
+        values = [value for _, results, _ in runs if (value := results.get(key)) is not None]
+        counted[key] = len(values)
+        mean[key] = statistics.fmean(values) if values else None
         spread[key] = statistics.stdev(values) if len(values) > 1 else None
-    return mean, spread
+    return mean, spread, counted
 
 
 def _details(runs: list[tuple[int, dict[str, Any], Any]], detail_cls: Any) -> list[Any]:
@@ -163,7 +165,7 @@ def scr(ctx: EvalContext, cfg: ScrConfig) -> ScrResult:
     from sae_bench.evals.scr_and_tpp.eval_output import ScrEvalOutput, ScrMetricCategories, ScrMetrics, ScrResultDetail
 
     runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=True)
-    mean, spread = _mean_and_spread(runs)
+    mean, spread, counted = _mean_and_spread(runs, ScrMetrics)
     output = ScrEvalOutput(
         eval_type_id="scr",
         eval_config=saebench_cfg,
@@ -171,6 +173,7 @@ def scr(ctx: EvalContext, cfg: ScrConfig) -> ScrResult:
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=ScrMetricCategories(scr_metrics=ScrMetrics(**mean)),
         eval_result_details=_details(runs, ScrResultDetail),
+        eval_result_unstructured={"seeds_with_value": counted},
         sae_bench_commit_hash="",
         sae_lens_id="",
         sae_lens_release_id="",
@@ -188,7 +191,7 @@ def tpp(ctx: EvalContext, cfg: TppConfig) -> TppResult:
     from sae_bench.evals.scr_and_tpp.eval_output import TppEvalOutput, TppMetricCategories, TppMetrics, TppResultDetail
 
     runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=False)
-    mean, spread = _mean_and_spread(runs)
+    mean, spread, counted = _mean_and_spread(runs, TppMetrics)
     output = TppEvalOutput(
         eval_type_id="tpp",
         eval_config=saebench_cfg,
@@ -196,7 +199,10 @@ def tpp(ctx: EvalContext, cfg: TppConfig) -> TppResult:
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=TppMetricCategories(tpp_metrics=TppMetrics(**mean)),
         eval_result_details=_details(runs, TppResultDetail),
-        eval_result_unstructured={str(seed): per_class for seed, _, per_class in runs},
+        eval_result_unstructured={
+            "seeds_with_value": counted,
+            "per_class": {str(seed): per_class for seed, _, per_class in runs},
+        },
         sae_bench_commit_hash="",
         sae_lens_id="",
         sae_lens_release_id="",

@@ -1,0 +1,1 @@
+"""SAE-Bench first-letter feature absorption (`absorption`), run on our model object and SAE."""
