@@ -28,6 +28,7 @@ BUILTIN_EVAL_MODULES = (
     "tsae_evals.evals.saebench.sparse_probing.eval",
     "tsae_evals.evals.saebench.sparse_probing_sae_probes.eval",
     "tsae_evals.evals.saebench.scr_and_tpp.eval",
+    "tsae_evals.evals.saebench.absorption.eval",
     "tsae_evals.evals.saebench.unlearning.eval",
     "tsae_evals.evals.saebench.autointerp.eval",
     "tsae_evals.evals.temporal_stability.eval",

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import torch
 
-import tsae_evals.evals.saebench.absorption.eval  # noqa: F401  (registers)
 from tests import helpers
 from tsae_evals.evals.saebench.absorption.eval import alphabetic_vocabulary, prompt_position
 from tsae_evals.evals.saebench.adapter import validate_with_saebench
@@ -235,3 +234,21 @@ def test_vocabulary_is_sorted_capped_per_letter_and_seeded(long_model):
     for word in capped:
         by_letter[word.strip()[0].lower()] = by_letter.get(word.strip()[0].lower(), 0) + 1
     assert max(by_letter.values()) == 5
+
+
+def test_saebench_view_of_the_model_is_undone(long_model):
+    from sae_bench.evals.absorption import common, feature_absorption
+
+    from tsae_evals.evals.saebench.absorption.eval import as_saebench_sees_it
+
+    original = common.get_alpha_tokens
+    with as_saebench_sees_it(long_model, 0, ["cat", "mat"], left_padding=True):
+        assert (
+            common.get_alpha_tokens(long_model.tokenizer) == feature_absorption.get_alpha_tokens(None) == ["cat", "mat"]
+        )
+        assert long_model.tokenizer.padding_side == "left"
+        # stopped after block 0: the cached hook is there, the logits are not computed
+        out, cache = long_model.run_with_cache(["cat sat", "the cat sat on"], names_filter=[helpers.HOOK])
+        assert out.shape[-1] == helpers.D_MODEL and cache[helpers.HOOK].shape[:2] == (2, 5)
+    assert common.get_alpha_tokens is original and long_model.tokenizer.padding_side == "right"
+    assert "run_with_cache" not in vars(long_model)

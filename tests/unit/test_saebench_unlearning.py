@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import torch
 
-import tsae_evals.evals.saebench.unlearning.eval  # noqa: F401  (registers)
 from tests import helpers
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.saebench.adapter import validate_with_saebench

@@ -1,0 +1,168 @@
+"""SAE-Bench's evals on three SAEs: `run --evals <them>` against SAE-Bench's own per-eval entry points, one run.
+
+Ours: one `run()` (model loaded once, by our loader) over three SAEs and every SAE-Bench eval that has a
+`run_eval` entry point taking SAE objects (sparse_probing, sparse_probing_sae_probes, scr, tpp, absorption);
+each eval computes the model's side once and shares it across the SAEs. Theirs: SAE-Bench's `run_eval` of each
+eval with the same three SAE objects, the same settings (the configs our records say SAE-Bench saw) and the same
+offline data, with its hub model load redirected to our offline model (a fresh load per call, as SAE-Bench does),
+and, as SAE-Bench has no seeds loop, one `run_eval` per seed for SCR and TPP. Core is left out: its entry point
+(`multiple_evals`) reads its dataset from the hub by name, so it has no offline baseline. Goal: ours at most 0.6x.
+
+Both sides start from empty artifact folders. Random TopK SAEs of the demo's width on layer 6: speed does not
+depend on training.
+
+    .venv/bin/python benchmarks/saebench_evals.py [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+EVALS = ["sparse_probing", "sparse_probing_sae_probes", "scr", "tpp", "absorption"]
+SETTINGS = [
+    'sparse_probing.dataset_names=["sae-probes/ag_news","sae-probes/news_class"]',
+    "sparse_probing.probe_train_set_size=200",
+    "sparse_probing.probe_test_set_size=100",
+    'sparse_probing_sae_probes.dataset_names=["5_hist_fig_ismale","127_art_type_song"]',
+    "scr.seeds=[0,1]",
+    'scr.profession_pairs=[["professor","nurse"]]',
+    "scr.train_set_size=200",
+    "scr.test_set_size=100",
+    "tpp.seeds=[0,1]",
+    'tpp.professions=["nurse","surgeon","teacher"]',
+    "tpp.train_set_size=200",
+    "tpp.test_set_size=100",
+]
+"""Small enough for two CPU cores; the same for both sides."""
+
+
+def _random_saes(root: Path, model_name: str, d_in: int) -> list[Path]:
+    import torch
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    paths = []
+    for index in range(3):
+        torch.manual_seed(index)
+        metadata = SAEMetadata(
+            hook_name="blocks.6.hook_resid_post", model_name=model_name, context_size=128, prepend_bos=True
+        )
+        sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=8 * d_in, k=32, metadata=metadata))
+        path = root / f"random-{index}"
+        sae.save_model(str(path))
+        paths.append(path)
+    return paths
+
+
+@contextlib.contextmanager
+def _offline_model(device: str, loads: list[float]) -> Iterator[None]:
+    """SAE-Bench's and sae-probes' hub model loads answered by our offline model, each load timed."""
+    from transformer_lens import HookedTransformer
+
+    from tsae_evals.models import load_model
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        model = load_model(device=device)
+        loads.append(time.perf_counter() - started)
+        return model
+
+    with mock.patch.object(HookedTransformer, "from_pretrained_no_processing", load):
+        yield
+
+
+def _theirs(saes: list[Any], configs: dict[str, Any], records: dict[str, dict[str, Any]], device: str) -> float:
+    """SAE-Bench's entry points, one per eval (and per seed for SCR/TPP), on the same SAEs, settings and data."""
+    from sae_bench.evals.absorption import main as absorption
+    from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
+    from sae_bench.evals.scr_and_tpp import main as scr_and_tpp
+    from sae_bench.evals.scr_and_tpp.eval_config import ScrAndTppEvalConfig
+    from sae_bench.evals.sparse_probing import main as probing
+    from sae_bench.evals.sparse_probing.eval_config import SparseProbingEvalConfig
+    from sae_bench.evals.sparse_probing_sae_probes import main as sae_probes
+    from sae_bench.evals.sparse_probing_sae_probes.eval_config import SparseProbingSaeProbesEvalConfig
+    from sae_bench.sae_bench_utils.dataset_info import profession_dict
+
+    from tsae_evals.evals.saebench.adapter import contained
+    from tsae_evals.evals.saebench.scr_and_tpp.eval import templated_bios
+    from tsae_evals.evals.saebench.sparse_probing.eval import offline_class_sets
+
+    selected = [(f"random-{i}", sae) for i, sae in enumerate(saes)]
+    loads: list[float] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch, _offline_model(device, loads), contained("baseline"):
+        artifacts = f"{scratch}/artifacts"
+        cfg = SparseProbingEvalConfig(**records["sparse_probing"])
+        with offline_class_sets(cfg.dataset_names):
+            probing.run_eval(cfg, selected, device, f"{scratch}/out", artifacts_path=artifacts)
+        cfg_probes = SparseProbingSaeProbesEvalConfig(
+            **{**records["sparse_probing_sae_probes"], "results_path": f"{scratch}/sae_probes"}
+        )
+        cfg_probes.model_cache_path = f"{scratch}/sae_probes_cache"
+        sae_probes.run_eval(cfg_probes, selected, device, f"{scratch}/out")
+        for name in ("scr", "tpp"):
+            ours = configs[name]
+            classes = [str(profession_dict[p]) for p in getattr(ours, "professions", [])]
+            for seed in ours.seeds:
+                cfg_scr = ScrAndTppEvalConfig(**{**records[name], "random_seed": seed})
+                with templated_bios(seed, ours, classes):
+                    scr_and_tpp.run_eval(cfg_scr, selected, device, f"{scratch}/out", artifacts_path=artifacts)
+        cfg_absorption = AbsorptionEvalConfig(**records["absorption"])
+        absorption.run_eval(cfg_absorption, selected, device, f"{scratch}/out", artifacts_path=artifacts)
+    total = time.perf_counter() - started
+    print(f"  SAE-Bench loaded the model {len(loads)} times ({sum(loads):.1f} s)")
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    from tsae_evals.models import DEFAULT_MODEL, load_model
+    from tsae_evals.registry import get_eval
+    from tsae_evals.results import read_record
+    from tsae_evals.runner import RunRequest, build_configs, run
+    from tsae_evals.saes import load_sae, resolve_sae
+
+    with tempfile.TemporaryDirectory() as root_name:
+        root = Path(root_name)
+        saes = _random_saes(root, DEFAULT_MODEL, 576)
+        request = RunRequest(
+            sae_specs=[str(p) for p in saes],
+            eval_names=",".join(EVALS),
+            device=args.device,
+            results_dir=root / "results",
+            artifacts_dir=root / "artifacts",
+            config_overrides=SETTINGS,
+            allow_degenerate=True,
+        )
+        started = time.perf_counter()
+        outcomes = run(request, model_loader=lambda name, device: load_model(name, device))
+        ours = time.perf_counter() - started
+        failed = [f"{o.eval_name}: {o.message}" for o in outcomes if o.status != "ok"]
+        if failed:
+            raise SystemExit("our run failed: " + "; ".join(failed))
+        records = {o.eval_name: read_record(o.path).eval_config for o in outcomes if o.path and "0" in o.sae_label}
+        configs = build_configs([get_eval(name) for name in EVALS], SETTINGS)
+        objects = [load_sae(resolve_sae(str(p)), args.device).eval() for p in saes]
+        theirs = _theirs(objects, configs, records, args.device)
+    print(f"3 SAEs x {', '.join(EVALS)} on {DEFAULT_MODEL} ({args.device})")
+    print(f"  ours, one run:                  {ours:7.1f} s")
+    print(f"  SAE-Bench, per-eval entry points: {theirs:7.1f} s")
+    print(f"  ratio ours / SAE-Bench:         {ours / theirs:7.2f}  (goal <= 0.6)")
+
+
+if __name__ == "__main__":
+    main()
