@@ -154,7 +154,10 @@ def main() -> None:
         failed = [f"{o.eval_name}: {o.message}" for o in outcomes if o.status != "ok"]
         if failed:
             raise SystemExit("our run failed: " + "; ".join(failed))
-        records = {o.eval_name: read_record(o.path).eval_config for o in outcomes if o.path and "0" in o.sae_label}
+        # SAE-Bench's configs as our adapters handed them over (the same for every SAE of the run)
+        records = {
+            o.eval_name: read_record(o.path).eval_config for o in outcomes if o.path and o.sae_label.endswith("-0")
+        }
         configs = build_configs([get_eval(name) for name in EVALS], SETTINGS)
         objects = [load_sae(resolve_sae(str(p)), args.device).eval() for p in saes]
         theirs = _theirs(objects, configs, records, args.device)

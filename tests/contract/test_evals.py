@@ -80,7 +80,24 @@ def run_outcomes(long_model, tmp_path_factory, device):
                 for setting in [*SMALL_RUNS.get(spec.name, []), *judged.get(spec.name, [])]
             ],
         )
-        return run(request, model_loader=lambda name, device: long_model)
+        before = _untouchable_files()
+        outcomes = run(request, model_loader=lambda name, device: long_model)
+        assert _untouchable_files() == before, "an eval wrote into the working directory or an installed package"
+        return outcomes
+
+
+def _untouchable_files() -> set[str]:
+    """The working directory's entries and every file inside the packages whose code the adapters call."""
+    import os
+
+    import sae_bench
+    import sae_probes
+
+    found = {f"cwd:{name}" for name in os.listdir()}
+    for package in (sae_bench, sae_probes):
+        root = Path(package.__file__).parent
+        found |= {str(path) for path in root.rglob("*") if "__pycache__" not in path.parts}
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,11 @@ def handle(args: argparse.Namespace) -> int:
         return _list_architectures()
     from tsae_evals.registry import all_evals
 
-    for spec in all_evals():
+    specs = all_evals()
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
         group = f" [{spec.group}]" if spec.group else ""
-        print(f"{spec.name:<22} v{spec.version}{group}  {spec.description}")
+        print(f"{spec.name:<{width}} v{spec.version}{group:<11}  {spec.description}")
         if args.configs:
             for name, field in spec.config_cls.model_fields.items():
                 print(f"    {spec.name}.{name} = {field.default!r}  {field.description or ''}")

@@ -20,7 +20,8 @@ class _SeededResult(SaeBenchResult):
                 info[f"{SPREAD}.{name}"] = MetricInfo(
                     label=f"{declared.label}_sd",
                     higher_is_better=None,
-                    headline=False,
+                    # the spread of a headline metric is printed beside it: one seed's number alone misleads
+                    headline=declared.headline,
                     description=f"standard deviation across seeds of: {declared.description}",
                 )
         return info

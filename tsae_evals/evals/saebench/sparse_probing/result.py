@@ -13,7 +13,7 @@ class SparseProbingResult(SaeBenchResult):
     OUTPUT: ClassVar[str] = "sae_bench.evals.sparse_probing.eval_output.SparseProbingEvalOutput"
     DECLARED: ClassVar[dict[str, tuple[str, bool | None, bool]]] = {
         "llm.llm_test_accuracy": ("llm_acc", None, False),
-        "llm.llm_top_1_test_accuracy": ("llm_top1", None, False),
+        "llm.llm_top_1_test_accuracy": ("llm_top1", None, True),
         "llm.llm_top_2_test_accuracy": ("llm_top2", None, False),
         "llm.llm_top_5_test_accuracy": ("llm_top5", None, False),
         "sae.sae_test_accuracy": ("sae_acc", True, True),

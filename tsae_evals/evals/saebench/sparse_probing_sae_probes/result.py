@@ -12,7 +12,7 @@ class SparseProbingSaeProbesResult(SaeBenchResult):
 
     OUTPUT: ClassVar[str] = "sae_bench.evals.sparse_probing_sae_probes.eval_output.SparseProbingSaeProbesEvalOutput"
     DECLARED: ClassVar[dict[str, tuple[str, bool | None, bool]]] = {
-        "llm.llm_test_accuracy": ("llm_acc", None, False),
+        "llm.llm_test_accuracy": ("llm_acc", None, True),
         "llm.llm_test_auc": ("llm_auc", None, False),
         "sae.sae_top_1_test_accuracy": ("sae_top1", True, True),
         "sae.sae_top_1_test_auc": ("sae_top1_auc", True, False),
