@@ -87,8 +87,8 @@ def test_saebench_group_runs_every_adapter_offline_on_a_custom_sae(smollm2, t_sa
     probing = records["sparse_probing"]["eval_result_metrics"]
     assert probing["llm"]["llm_test_accuracy"] > 0.85
     assert 0.5 <= probing["sae"]["sae_top_5_test_accuracy"] <= 1.0
-    # Gender from a historical figure's name, at layer 3 of a 135M model: above chance (0.5; measured 0.62, its
-    # test set's standard error is about 0.016), so the texts reach the model with their labels.
+    # Gender from a historical figure's name, at layer 3 of a 135M model: above chance (0.5; measured 0.62 on
+    # thousands of held-out names), so the texts reach the model with their labels.
     assert records["sparse_probing_sae_probes"]["eval_result_metrics"]["llm"]["llm_test_accuracy"] > 0.55
     for name, category in (("scr", "scr_metrics"), ("tpp", "tpp_metrics")):
         metrics = records[name]["eval_result_metrics"]
