@@ -115,7 +115,10 @@ def _theirs(saes: list[Any], configs: dict[str, Any], records: dict[str, dict[st
             for seed in ours.seeds:
                 cfg_scr = ScrAndTppEvalConfig(**{**records[name], "random_seed": seed})
                 with templated_bios(seed, ours, classes):
-                    scr_and_tpp.run_eval(cfg_scr, selected, device, f"{scratch}/out", artifacts_path=artifacts)
+                    # force_rerun: otherwise it skips every seed after the first (its result file exists)
+                    scr_and_tpp.run_eval(
+                        cfg_scr, selected, device, f"{scratch}/out", force_rerun=True, artifacts_path=artifacts
+                    )
     total = time.perf_counter() - started
     print(f"  SAE-Bench loaded the model {len(loads)} times ({sum(loads):.1f} s)")
     return total
