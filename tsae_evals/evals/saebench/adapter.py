@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -96,6 +97,27 @@ def model_fingerprint(model: Any) -> str:
     """Model name plus a hash of the first rows of its embedding: two random models of one name never share a cache."""
     rows = model.W_E[:64].detach().float().cpu().numpy().tobytes()
     return f"{model.cfg.model_name}:{hashlib.sha256(rows).hexdigest()[:12]}"
+
+
+def saebench_output(
+    output_cls: Any, *, eval_config: Any, metrics: Any, details: Any = (), unstructured: Any = None, **fields: Any
+) -> Any:
+    """SAE-Bench's `*EvalOutput` built (and so validated by its own model) from the sections an eval computed.
+    Its identity, time and version fields stay placeholders: the runner's record fills them for every eval alike."""
+    return output_cls(
+        eval_config=eval_config,
+        eval_id="tsae_evals",
+        datetime_epoch_millis=int(time.time() * 1000),
+        eval_result_metrics=metrics,
+        eval_result_details=list(details),
+        eval_result_unstructured=unstructured,
+        sae_bench_commit_hash="",
+        sae_lens_id="",
+        sae_lens_release_id="",
+        sae_lens_version="",
+        sae_cfg_dict={},
+        **fields,
+    )
 
 
 def dump_output(output: Any) -> dict[str, Any]:

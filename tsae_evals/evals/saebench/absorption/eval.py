@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from unittest import mock
 from tsae_evals.errors import EvalFailed
 from tsae_evals.evals.saebench.absorption.config import AbsorptionConfig
 from tsae_evals.evals.saebench.absorption.result import AbsorptionNotes, AbsorptionResult, PromptPosition
-from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_sae
+from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
 from tsae_evals.registry import register_eval
 
 if TYPE_CHECKING:
@@ -214,18 +213,12 @@ def build_output(saebench_cfg: Any, means: dict[str, float], details: list[Any],
         AbsorptionMetricCategories,
     )
 
-    return AbsorptionEvalOutput(
+    return saebench_output(
+        AbsorptionEvalOutput,
         eval_config=saebench_cfg,
-        eval_id="tsae_evals",
-        datetime_epoch_millis=int(time.time() * 1000),
-        eval_result_metrics=AbsorptionMetricCategories(mean=AbsorptionMeanMetrics(**means)),
-        eval_result_details=details,
-        eval_result_unstructured=notes.model_dump(),
-        sae_bench_commit_hash="",
-        sae_lens_id="",
-        sae_lens_release_id="",
-        sae_lens_version="",
-        sae_cfg_dict={},
+        metrics=AbsorptionMetricCategories(mean=AbsorptionMeanMetrics(**means)),
+        details=details,
+        unstructured=notes.model_dump(),
     )
 
 

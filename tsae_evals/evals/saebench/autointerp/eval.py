@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from unittest import mock
 
 from tsae_evals.errors import Unavailable, UsageError
-from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_sae
+from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
 from tsae_evals.evals.saebench.autointerp.config import AutoInterpConfig
 from tsae_evals.evals.saebench.autointerp.result import AutoInterpResult
 from tsae_evals.registry import register_eval
@@ -173,21 +172,15 @@ def autointerp(ctx: EvalContext, cfg: AutoInterpConfig) -> AutoInterpResult:
         )
         # SAE-Bench's `run_eval` aggregation, as it writes it.
         scores = torch.tensor([result["score"] for result in per_latent.values()])  # type: ignore[index]
-        output = AutoInterpEvalOutput(
+        output = saebench_output(
+            AutoInterpEvalOutput,
             eval_config=saebench_cfg,
-            eval_id="tsae_evals",
-            datetime_epoch_millis=int(time.time() * 1000),
-            eval_result_metrics=AutoInterpMetricCategories(
+            metrics=AutoInterpMetricCategories(
                 autointerp=AutoInterpMetrics(
                     autointerp_score=scores.mean().item(), autointerp_std_dev=scores.std().item()
                 )
             ),
-            eval_result_details=[],
-            eval_result_unstructured=per_latent,
-            sae_bench_commit_hash="",
-            sae_lens_id="",
-            sae_lens_release_id="",
-            sae_lens_version="",
-            sae_cfg_dict={},
+            details=[],
+            unstructured=per_latent,
         )
     return AutoInterpResult.from_output(output)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from tsae_evals.data import bios
 from tsae_evals.errors import UsageError
-from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_sae
+from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
 from tsae_evals.evals.saebench.scr_and_tpp.config import ScrConfig, TppConfig
 from tsae_evals.evals.saebench.scr_and_tpp.result import SPREAD, ScrResult, TppResult
 from tsae_evals.registry import register_eval
@@ -166,19 +165,13 @@ def scr(ctx: EvalContext, cfg: ScrConfig) -> ScrResult:
 
     runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=True)
     mean, spread, counted = _mean_and_spread(runs, ScrMetrics)
-    output = ScrEvalOutput(
+    output = saebench_output(
+        ScrEvalOutput,
         eval_type_id="scr",
         eval_config=saebench_cfg,
-        eval_id="tsae_evals",
-        datetime_epoch_millis=int(time.time() * 1000),
-        eval_result_metrics=ScrMetricCategories(scr_metrics=ScrMetrics(**mean)),
-        eval_result_details=_details(runs, ScrResultDetail),
-        eval_result_unstructured={"seeds_with_value": counted},
-        sae_bench_commit_hash="",
-        sae_lens_id="",
-        sae_lens_release_id="",
-        sae_lens_version="",
-        sae_cfg_dict={},
+        metrics=ScrMetricCategories(scr_metrics=ScrMetrics(**mean)),
+        details=_details(runs, ScrResultDetail),
+        unstructured={"seeds_with_value": counted},
     )
     result = ScrResult.from_output(output)
     result.metrics[SPREAD] = spread
@@ -192,22 +185,16 @@ def tpp(ctx: EvalContext, cfg: TppConfig) -> TppResult:
 
     runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=False)
     mean, spread, counted = _mean_and_spread(runs, TppMetrics)
-    output = TppEvalOutput(
+    output = saebench_output(
+        TppEvalOutput,
         eval_type_id="tpp",
         eval_config=saebench_cfg,
-        eval_id="tsae_evals",
-        datetime_epoch_millis=int(time.time() * 1000),
-        eval_result_metrics=TppMetricCategories(tpp_metrics=TppMetrics(**mean)),
-        eval_result_details=_details(runs, TppResultDetail),
-        eval_result_unstructured={
+        metrics=TppMetricCategories(tpp_metrics=TppMetrics(**mean)),
+        details=_details(runs, TppResultDetail),
+        unstructured={
             "seeds_with_value": counted,
             "per_class": {str(seed): per_class for seed, _, per_class in runs},
         },
-        sae_bench_commit_hash="",
-        sae_lens_id="",
-        sae_lens_release_id="",
-        sae_lens_version="",
-        sae_cfg_dict={},
     )
     result = TppResult.from_output(output)
     result.metrics[SPREAD] = spread

@@ -12,13 +12,12 @@ What it absorbs:
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from tsae_evals.data import labelled
-from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_sae
+from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
 from tsae_evals.evals.saebench.sparse_probing.config import SparseProbingConfig
 from tsae_evals.evals.saebench.sparse_probing.result import SparseProbingResult
 from tsae_evals.registry import register_eval
@@ -94,11 +93,10 @@ def sparse_probing(ctx: EvalContext, cfg: SparseProbingConfig) -> SparseProbingR
             saebench_cfg, sae, ctx.model, ctx.device, str(folder), save_activations=True
         )
         # The same assembly as SAE-Bench's `run_eval`, minus its hub model load and its file write.
-        output = SparseProbingEvalOutput(
+        output = saebench_output(
+            SparseProbingEvalOutput,
             eval_config=saebench_cfg,
-            eval_id="tsae_evals",
-            datetime_epoch_millis=int(time.time() * 1000),
-            eval_result_metrics=SparseProbingMetricCategories(
+            metrics=SparseProbingMetricCategories(
                 llm=SparseProbingLlmMetrics(
                     **{k: v for k, v in results.items() if k.startswith("llm_") and not isinstance(v, dict)}
                 ),
@@ -106,16 +104,11 @@ def sparse_probing(ctx: EvalContext, cfg: SparseProbingConfig) -> SparseProbingR
                     **{k: v for k, v in results.items() if k.startswith("sae_") and not isinstance(v, dict)}
                 ),
             ),
-            eval_result_details=[
+            details=[
                 SparseProbingResultDetail(dataset_name=name, **values)
                 for name, values in results.items()
                 if isinstance(values, dict)
             ],
-            eval_result_unstructured=per_class,
-            sae_bench_commit_hash="",
-            sae_lens_id="",
-            sae_lens_release_id="",
-            sae_lens_version="",
-            sae_cfg_dict={},
+            unstructured=per_class,
         )
     return SparseProbingResult.from_output(output)

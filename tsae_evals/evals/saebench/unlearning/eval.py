@@ -34,14 +34,13 @@ import hashlib
 import json
 import os
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from tsae_evals.errors import EvalFailed, Unavailable, UsageError
-from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_sae
+from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
 from tsae_evals.evals.saebench.unlearning.config import UnlearningConfig
 from tsae_evals.evals.saebench.unlearning.result import UnlearningResult
 from tsae_evals.registry import register_eval
@@ -373,14 +372,13 @@ def unlearning(ctx: EvalContext, cfg: UnlearningConfig) -> UnlearningResult:
         # The rest of `run_eval`'s loop: the score over every saved sweep point, then its output model.
         metrics_df = saebench_unlearning.get_metrics_df(os.path.join(folder, sae_name, "results/metrics"))
         score = saebench_unlearning.get_unlearning_scores(metrics_df)
-        output = UnlearningEvalOutput(
+        output = saebench_output(
+            UnlearningEvalOutput,
             eval_config=saebench_cfg,
-            eval_id="tsae_evals",
-            datetime_epoch_millis=int(time.time() * 1000),
-            eval_result_metrics=UnlearningMetricCategories(unlearning=UnlearningMetrics(unlearning_score=float(score))),
-            eval_result_details=[],
+            metrics=UnlearningMetricCategories(unlearning=UnlearningMetrics(unlearning_score=float(score))),
+            details=[],
             # `run_eval` records nothing else; the sweep behind the score and the data it ran on are worth keeping.
-            eval_result_unstructured={
+            unstructured={
                 "selected_questions": {name: len(values["is_correct"]) for name, values in sweep[0].items()},
                 # Plain floats and ints, NaN kept (a JSON round trip would make it null).
                 "sweep": [
@@ -393,10 +391,5 @@ def unlearning(ctx: EvalContext, cfg: UnlearningConfig) -> UnlearningResult:
                     "data_dir": str(cfg.data_dir),
                 },
             },
-            sae_bench_commit_hash="",
-            sae_lens_id="",
-            sae_lens_release_id="",
-            sae_lens_version="",
-            sae_cfg_dict={},
         )
     return UnlearningResult.from_output(output)
