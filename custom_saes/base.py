@@ -44,7 +44,8 @@ class TrainingOutput:
     reconstruction: torch.Tensor
     """Full reconstruction `[batch, seq, d_in]` in input units (for the progress line's explained variance)."""
     metrics: dict[str, float] = field(default_factory=dict)
-    """Extra numbers worth showing while training (e.g. a gate's mean)."""
+    """Extra numbers worth showing while training (e.g. a gate's mean); `mechanism_share` (see TsaeSAE.mechanism)
+    is the one a sweep table reports."""
 
 
 class TsaeSAE(SAE[C], Generic[C]):
@@ -59,6 +60,9 @@ class TsaeSAE(SAE[C], Generic[C]):
     """True when a latent at position t also depends on earlier positions of the same sequence."""
     flat_input: ClassVar[FlatInput] = "per_token"
     """What `[tokens, d_in]` input means for this class (see FlatInput)."""
+    mechanism: ClassVar[str] = ""
+    """What `TrainingOutput.metrics["mechanism_share"]` is a share of, in a few words (e.g. "consistency term /
+    total loss"); empty for SAEs with no mechanism beyond a plain SAE. It makes an inert mechanism visible."""
 
     activation_scale: torch.Tensor
 
