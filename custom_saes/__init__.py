@@ -7,6 +7,7 @@ is what makes `SAE.load_from_disk` recognise them, so every loader in tsae_evals
 from custom_saes import (  # noqa: F401  (each module registers its architecture on import)
     adaptive_variance,
     baselines,
+    controls,
     hierarchical,
     t_sae,
     temporal_consistency,

@@ -38,9 +38,12 @@ class PCAOptions(BaseModel):
     """Principal components kept (d_sae = 2 x this); None keeps all d_in: the identity reconstruction."""
 
 
+SAMPLE_TOKENS = 400_000
+"""Activations a data-built baseline reads at most (its mean, covariance or matched L0)."""
+
+
 def _counted_activations(job: TrainingJob) -> torch.Tensor:
-    data = job.sequence_activations()
-    return data.activations[data.mask].float()
+    return job.sequence_activations().sample(SAMPLE_TOKENS)
 
 
 @register_training_architecture("random", options=RandomOptions)

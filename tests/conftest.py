@@ -3,6 +3,8 @@ GPU (the default, cpu, is what CI runs)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -12,6 +14,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the SmolLM2 integration tests")
     parser.addoption("--device", default="cpu", help="torch device of the test models and runs (default: cpu)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_activation_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Training tests write their activation caches into a fresh folder, never the user's cache."""
+    os.environ["TSAE_EVALS_ACTIVATION_CACHE"] = str(tmp_path_factory.mktemp("activations"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tsae_evals.errors import UsageError, unknown_name
 from tsae_evals.fs import atomic_directory
@@ -34,6 +34,14 @@ def cache_dir() -> Path:
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tsae_evals"
     )
     return Path(root)
+
+
+def model_fingerprint(model: Any) -> str:
+    """Model name plus a hash of the first rows of its embedding: two random models of one name never share a cache."""
+    import hashlib
+
+    rows = model.W_E[:64].detach().float().cpu().numpy().tobytes()
+    return f"{model.cfg.model_name}:{hashlib.sha256(rows).hexdigest()[:12]}"
 
 
 def smollm2_hf_dir() -> Path:

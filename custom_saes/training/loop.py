@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from custom_saes.base import TsaeSAE
 from custom_saes.errors import TrainingDiverged
-from custom_saes.training.activations import SequenceActivations
+from custom_saes.training.activations import ActivationSource
 
 
 def constant(**coefficients: float) -> Callable[[float], dict[str, float]]:
@@ -65,7 +65,7 @@ class TrainingHistory:
 def train_in_phases(
     sae: TsaeSAE[Any],
     phases: list[Phase],
-    data: SequenceActivations,
+    data: ActivationSource,
     *,
     tokens: int,
     lr: float,

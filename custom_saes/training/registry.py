@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sae_lens.saes.sae import SAEMetadata
 
     from custom_saes.base import TsaeSAE
-    from custom_saes.training.activations import SequenceActivations
+    from custom_saes.training.activations import ActivationSource
     from custom_saes.training.loop import Phase
 
 PHASED_L1 = 3.0
@@ -57,7 +57,7 @@ class TrainingJob(Protocol):
     def metadata(self, **extra: Any) -> SAEMetadata:
         """sae-lens metadata every saved SAE carries (hook, model, context, BOS), plus `extra`."""
 
-    def sequence_activations(self) -> SequenceActivations:
+    def sequence_activations(self) -> ActivationSource:
         """Hook activations of whole windows, computed once per job."""
 
     def train_phased(self, sae: S, phases: list[Phase]) -> S:

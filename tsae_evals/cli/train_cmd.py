@@ -66,6 +66,9 @@ def training_request(args: argparse.Namespace) -> TrainRequest:
         seed=args.seed,
         device=args.device,
         options=tuple(args.options),
+        max_windows_per_document=args.max_windows_per_document,
+        activations=args.activations,
+        activation_cache_dir=args.activation_cache_dir,
         checkpoints=not args.no_checkpoints,
     )
 
@@ -97,6 +100,25 @@ def add_training_arguments(
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--set", dest="options", action="append", default=[], metavar="NAME=VALUE", help="architecture setting"
+    )
+    parser.add_argument(
+        "--max-windows-per-document",
+        type=int,
+        default=2,
+        help="windows cut from one document at most (default 2; raise it for millions of tokens offline)",
+    )
+    parser.add_argument(
+        "--activations",
+        choices=("disk", "stream"),
+        default="disk",
+        help="tsae_/control architectures: cache activations on disk once and reuse them (default), or stream "
+        "them through a refreshed buffer",
+    )
+    parser.add_argument(
+        "--activation-cache-dir",
+        type=Path,
+        default=None,
+        help="root of the activation caches (default $TSAE_EVALS_ACTIVATION_CACHE or <cache>/activations)",
     )
     parser.add_argument(
         "--no-checkpoints", action="store_true", help="do not save phase checkpoints into OUT.checkpoints/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,20 +55,49 @@ def make_windows(
     """
     import torch
 
+    rows: list[list[int]] = []
+    for row in iter_windows(
+        tokenizer,
+        documents,
+        context_size=context_size,
+        prepend_bos=prepend_bos,
+        max_windows_per_document=max_windows_per_document,
+    ):
+        rows.append(row)
+        if len(rows) == n_windows:
+            return TokenWindows(torch.tensor(rows, dtype=torch.long), prepend_bos, documents.source, documents.seed)
+    raise too_few_windows(documents.source, len(rows), n_windows, context_size, max_windows_per_document)
+
+
+def iter_windows(
+    tokenizer: Any,
+    documents: Documents,
+    *,
+    context_size: int,
+    prepend_bos: bool = True,
+    max_windows_per_document: int = 2,
+) -> Iterator[list[int]]:
+    """Token ids of each window in document order (see make_windows), one at a time: memory flat in windows."""
     if prepend_bos and tokenizer.bos_token_id is None:
         raise UsageError("the tokenizer has no BOS token but prepend_bos is on", "set prepend_bos to false")
     body = context_size - 1 if prepend_bos else context_size
     if body < 2:
         raise UsageError(f"context size {context_size} is too small", "use a context size of at least 3")
-    rows: list[list[int]] = []
+    if max_windows_per_document < 1:
+        raise UsageError(
+            f"max_windows_per_document is {max_windows_per_document}", "allow at least one window per document"
+        )
     for text in documents.texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         for start in range(0, min(len(ids) - body + 1, body * max_windows_per_document), body):
-            chunk = ids[start : start + body]
-            rows.append(([tokenizer.bos_token_id] if prepend_bos else []) + chunk)
-            if len(rows) == n_windows:
-                return TokenWindows(torch.tensor(rows, dtype=torch.long), prepend_bos, documents.source, documents.seed)
-    raise UsageError(
-        f"dataset {documents.source!r} gives only {len(rows)} windows of {context_size} tokens, {n_windows} needed",
-        "use a larger dataset, fewer windows (--n-windows) or a shorter context (--context-size)",
+            yield ([tokenizer.bos_token_id] if prepend_bos else []) + ids[start : start + body]
+
+
+def too_few_windows(source: str, found: int, needed: int, context_size: int, per_document: int) -> UsageError:
+    """The error for a dataset that runs out of windows, naming the settings that would give more."""
+    return UsageError(
+        f"dataset {source!r} gives only {found} windows of {context_size} tokens at most {per_document} per "
+        f"document, {needed} needed",
+        "use a larger dataset, fewer windows or tokens, a shorter context (--context-size), or allow more windows "
+        "per document (--max-windows-per-document when training)",
     )

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from custom_saes.errors import RecipeError
 from custom_saes.training.registry import TRAINING_ARCHITECTURES, TrainingArchitecture, TrainingJob
@@ -62,6 +62,14 @@ class TrainRequest:
     """Torch device."""
     options: tuple[str, ...] = ()
     """Architecture settings as `name=value` (`--set`), validated against the architecture's options."""
+    max_windows_per_document: int = 2
+    """Windows cut from one document at most (the offline corpus gives about 330k tokens at 2, millions at 64)."""
+    activations: Literal["disk", "stream"] = "disk"
+    """How the shared loop gets activations: `disk`, a cache computed once per model, hook, data and window count
+    and reused by every later job with the same ones (memory-mapped); `stream`, computed into a refreshed buffer
+    while training (no disk, the model runs every step)."""
+    activation_cache_dir: Path | None = None
+    """Root of the activation caches; None: $TSAE_EVALS_ACTIVATION_CACHE, else `activations/` in the cache dir."""
     checkpoints: bool = True
     """Save checkpoints into `<out>.checkpoints/`: phased trainers at the end of every phase, sae-lens's trainer
     at a third and two thirds of training."""

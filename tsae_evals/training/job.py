@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import torch
     from sae_lens.saes.sae import SAEMetadata
 
     from custom_saes.base import TsaeSAE
-    from custom_saes.training.activations import SequenceActivations
+    from custom_saes.training.activations import ActivationSource
     from custom_saes.training.loop import Phase
-    from tsae_evals.data import TokenWindows
+    from tsae_evals.data import Documents, TokenWindows
     from tsae_evals.training import TrainRequest
 
 S = TypeVar("S", bound="TsaeSAE[Any]")
 
-MAX_CACHED_TOKENS = 400_000
-"""Phased training keeps this many tokens of activations in memory (bfloat16: ~460 MB at d_model 576) and
-cycles over them when --tokens is larger."""
+STREAM_BUFFER_BATCHES = 8
+"""A streamed job's buffer holds this many batches of windows (mixing windows of neighbouring documents)."""
+
+
+def activation_cache_root() -> Path:
+    """Where activation caches live: `$TSAE_EVALS_ACTIVATION_CACHE`, else `activations/` in the cache directory."""
+    from tsae_evals.models import cache_dir
+
+    return Path(os.environ.get("TSAE_EVALS_ACTIVATION_CACHE") or cache_dir() / "activations")
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -36,7 +44,7 @@ class ModelTrainingJob:
         self.hook_name = hook_name
         self.d_in = int(model.cfg.d_model)
         self._documents: Any = None
-        self._activations: SequenceActivations | None = None
+        self._activations: ActivationSource | None = None
 
     @property
     def d_sae(self) -> int:
@@ -60,27 +68,65 @@ class ModelTrainingJob:
         return default if self.request.l1_coefficient is None else self.request.l1_coefficient
 
     def windows(self, n_windows: int) -> TokenWindows:
-        """`n_windows` windows of `context_size` tokens, one document each, in the seeded document order."""
-        from tsae_evals.data import load_documents, make_windows
+        """`n_windows` windows of `context_size` tokens in the seeded document order (sae-lens's trainer reads these)."""
+        from tsae_evals.data import make_windows
+
+        return make_windows(
+            self.model.tokenizer,
+            self._documents_loaded(),
+            context_size=self.request.context_size,
+            n_windows=n_windows,
+            max_windows_per_document=self.request.max_windows_per_document,
+        )
+
+    def sequence_activations(self) -> ActivationSource:
+        """Hook activations of whole windows for the job's tokens: read from the disk cache (written first when
+        missing), or, with `activations="stream"`, computed into a refreshed buffer as training consumes them."""
+        if self._activations is None:
+            self._activations = self._stream() if self.request.activations == "stream" else self._cached()
+        return self._activations
+
+    def _documents_loaded(self) -> Documents:
+        from tsae_evals.data import load_documents
 
         if self._documents is None:
             self._documents = load_documents(self.request.dataset, seed=self.request.seed, max_documents=10**6)
-        return make_windows(
-            self.model.tokenizer, self._documents, context_size=self.request.context_size, n_windows=n_windows
+        return self._documents
+
+    def _cached(self) -> ActivationSource:
+        from tsae_evals.training.activation_cache import cached_activations, windows_for_tokens
+
+        request = self.request
+        return cached_activations(
+            self.model,
+            self.hook_name,
+            self._documents_loaded(),
+            n_windows=windows_for_tokens(request.tokens, request.context_size),
+            context_size=request.context_size,
+            per_document=request.max_windows_per_document,
+            root=request.activation_cache_dir or activation_cache_root(),
         )
 
-    def sequence_activations(self) -> SequenceActivations:
-        """Hook activations of whole windows for up to MAX_CACHED_TOKENS tokens, computed once per job."""
-        from custom_saes.training.activations import collect_sequence_activations
+    def _stream(self) -> ActivationSource:
+        from custom_saes.training.activations import StreamedSequenceActivations, hook_activations
+        from tsae_evals.training.activation_cache import token_chunks
 
-        if self._activations is None:
-            per_window = self.request.context_size - 1
-            unique_tokens = min(self.request.tokens, MAX_CACHED_TOKENS)
-            windows = self.windows(max(2, math.ceil(unique_tokens / per_window)))
-            self._activations = collect_sequence_activations(
-                self.model, self.hook_name, windows.tokens, windows.first_text_position
-            )
-        return self._activations
+        request, documents = self.request, self._documents_loaded()
+
+        def produce() -> Iterator[torch.Tensor]:
+            for tokens in token_chunks(
+                self.model.tokenizer, documents, None, request.context_size, request.max_windows_per_document
+            ):
+                yield from hook_activations(self.model, self.hook_name, tokens, batch_size=16)
+
+        return StreamedSequenceActivations(
+            produce, first_text_position=1, buffer_windows=STREAM_BUFFER_BATCHES * self.batch_windows
+        )
+
+    @property
+    def batch_windows(self) -> int:
+        """Windows per optimiser step."""
+        return max(1, self.request.batch_size_tokens // (self.request.context_size - 1))
 
     def metadata(self, **extra: Any) -> SAEMetadata:
         """sae-lens metadata every SAE we save carries (hook, model, context, BOS), plus `extra`."""
@@ -101,7 +147,6 @@ class ModelTrainingJob:
         from custom_saes.training.loop import train_in_phases
 
         request = self.request
-        per_window = request.context_size - 1
         sae.to(request.device)
         history = train_in_phases(
             sae,
@@ -109,7 +154,7 @@ class ModelTrainingJob:
             self.sequence_activations(),
             tokens=request.tokens,
             lr=request.lr,
-            batch_windows=max(1, request.batch_size_tokens // per_window),
+            batch_windows=self.batch_windows,
             seed=request.seed,
             checkpoint_dir=self.checkpoint_dir,
         )

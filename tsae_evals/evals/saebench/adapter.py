@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from pydantic import BaseModel
 
 from tsae_evals.errors import EvalFailed, UsageError
+from tsae_evals.models import model_fingerprint
 from tsae_evals.quiet import quiet_libraries
 from tsae_evals.results import EvalResult, MetricInfo
 
@@ -91,12 +92,6 @@ def artifacts_folder(ctx: EvalContext, eval_name: str, data_settings: dict[str, 
     folder = ctx.artifacts_dir / eval_name / f"{ctx.hook_name}-{digest}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def model_fingerprint(model: Any) -> str:
-    """Model name plus a hash of the first rows of its embedding: two random models of one name never share a cache."""
-    rows = model.W_E[:64].detach().float().cpu().numpy().tobytes()
-    return f"{model.cfg.model_name}:{hashlib.sha256(rows).hexdigest()[:12]}"
 
 
 def saebench_output(
