@@ -125,6 +125,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp_min(1.0)
 
 
+def loss_share(losses: dict[str, torch.Tensor], name: str) -> float:
+    """Loss term `name`'s share of the summed loss (a `mechanism_share` for loss-defined mechanisms)."""
+    total = float(sum(loss.detach() for loss in losses.values()))
+    return float(losses[name].detach()) / total if total > 0 else 0.0
+
+
 def squared_error(x: torch.Tensor, reconstruction: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Per-position squared error in normalised units, `[batch, seq]`."""
     return ((reconstruction - x) * scale).pow(2).sum(-1)

@@ -21,7 +21,7 @@ BatchTopK -> JumpReLU, so encoding is per token and flattened input means plain 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sae_lens import register_sae_class
 from torch import nn
 
-from custom_saes.base import TrainingOutput, TsaeConfig, TsaeSAE, as_sequences, kaiming_decoder
+from custom_saes.base import TrainingOutput, TsaeConfig, TsaeSAE, as_sequences, kaiming_decoder, loss_share
 from custom_saes.training.registry import TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_t_sae"
@@ -130,6 +130,7 @@ class _TrainingState:
 
 
 class TSAE(TsaeSAE[TSAEConfig]):
+    mechanism: ClassVar[str] = "contrastive term / total training loss"
     b_enc: nn.Parameter
     threshold: torch.Tensor
 
@@ -238,7 +239,11 @@ class TSAE(TsaeSAE[TSAEConfig]):
         }
         feature_acts, full_reconstruction = self._progress_view(sequences, mask, draw, codes, reconstruction)
         state.steps += 1
-        metrics = {"threshold": float(self.threshold), "dead": float(dead.sum())}
+        metrics = {
+            "threshold": float(self.threshold),
+            "dead": float(dead.sum()),
+            "mechanism_share": loss_share(losses, "contrastive"),
+        }
         return TrainingOutput(losses, feature_acts, full_reconstruction, metrics)
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ from custom_saes.base import (
     TsaeSAE,
     add_linear_sae_parameters,
     as_sequences,
+    loss_share,
     masked_mean,
     squared_error,
 )
@@ -42,6 +43,7 @@ class TemporalConsistencySAEConfig(TsaeConfig):
 
 
 class TemporalConsistencySAE(TsaeSAE[TemporalConsistencySAEConfig]):
+    mechanism: ClassVar[str] = "consistency term / total training loss"
     b_enc: nn.Parameter
 
     def initialize_parameters(self) -> None:
@@ -60,7 +62,8 @@ class TemporalConsistencySAE(TsaeSAE[TemporalConsistencySAEConfig]):
             "l1": coefficients["l1"] * masked_mean(feature_acts.sum(-1), mask),
             "consistency": coefficients["consistency"] * consistency_loss(feature_acts, mask, self.cfg.window_size),
         }
-        return TrainingOutput(losses, feature_acts, reconstruction)
+        share = loss_share(losses, "consistency")
+        return TrainingOutput(losses, feature_acts, reconstruction, metrics={"mechanism_share": share})
 
 
 def consistency_loss(feature_acts: torch.Tensor, mask: torch.Tensor, window_size: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`python -m tsae_evals {run,list,train,ablate-window}`."""
+"""`python -m tsae_evals {run,list,train,sweep,ablate-window}`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, train_cmd
+from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, sweep_cmd, train_cmd
 from tsae_evals.errors import UsageError
 from tsae_evals.quiet import quiet_libraries
 
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,ablate-window}")
-    for module in (run_cmd, list_cmd, train_cmd, ablate_cmd):
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window}")
+    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd):
         module.add_parser(commands)
     return parser
 

@@ -57,7 +57,9 @@ class TrainRequest:
     dataset: str = DEFAULT_DATASET
     """Text source."""
     seed: int = 0
-    """Seed of document order, SAE initialisation and activation shuffling."""
+    """Seed of SAE initialisation and batch order, and of the document order unless `data_seed` is set."""
+    data_seed: int | None = None
+    """Seed of the document order; None: `seed`. A sweep fixes it so that every seed trains on the same tokens."""
     device: str = "cpu"
     """Torch device."""
     options: tuple[str, ...] = ()
@@ -113,6 +115,8 @@ def train(request: TrainRequest, model_loader: Callable[[str, str], Any] | None 
         metadata.training_tokens = request.tokens
         metadata.tsae_arch = request.arch
         metadata.training_seed = request.seed
+        metadata.training_data_seed = request.seed if request.data_seed is None else request.data_seed
+        metadata.training_max_windows_per_document = request.max_windows_per_document
         metadata.training_options = options.model_dump(mode="json")
         metadata.training_wall_time_s = round(time.perf_counter() - started, 1)
         with atomic_directory(request.out) as staging:

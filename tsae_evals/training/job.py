@@ -90,7 +90,9 @@ class ModelTrainingJob:
         from tsae_evals.data import load_documents
 
         if self._documents is None:
-            self._documents = load_documents(self.request.dataset, seed=self.request.seed, max_documents=10**6)
+            request = self.request
+            data_seed = request.seed if request.data_seed is None else request.data_seed
+            self._documents = load_documents(request.dataset, seed=data_seed, max_documents=10**6)
         return self._documents
 
     def _cached(self) -> ActivationSource:

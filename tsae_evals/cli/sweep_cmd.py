@@ -1,0 +1,42 @@
+"""`sweep`: train a recipe's variants (cached by their settings), evaluate them together, write one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  python -m tsae_evals sweep recipes/all_architectures.yaml
+  python -m tsae_evals sweep recipes/temporal_consistency.yaml --out sweeps/tc --device cuda
+  python -m tsae_evals sweep recipes/all_architectures.yaml --only t_sae     # one variant and its control
+Rerunning a sweep reuses every SAE whose settings are unchanged and every result already computed.
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="train and compare a recipe's variants against a control",
+        description=(
+            "Train every variant of a YAML recipe once per seed on one shared activation cache, evaluate them in "
+            "one run, and write table.md, table.csv and effects.png (effects against the control, SD over seeds)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("recipe", type=Path, help="YAML recipe (see recipes/)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default sweeps/<recipe name>)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", default="", help="comma-separated variants to run (their controls come along)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.runner import exit_code
+    from tsae_evals.sweep import SweepRequest, run_sweep
+
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    result = run_sweep(SweepRequest(recipe_path=args.recipe, out=args.out, device=args.device, only=only))
+    print(result.table_markdown.read_text(encoding="utf-8"))
+    print(f"wrote {result.table_markdown}, {result.table_csv}" + (f", {result.plot}" if result.plot else ""))
+    return exit_code(result.outcomes)
