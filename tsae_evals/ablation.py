@@ -1,17 +1,18 @@
-"""Window-size ablation for windowed architectures: train one SAE per window, evaluate them together, tabulate."""
+"""Window-size ablation for windowed architectures: a one-variant sweep whose grid is the window, compared with
+its smallest window (see tsae_evals.sweep; recipes/window_ablation.yaml is the same as a file)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tsae_evals.errors import UsageError
-from tsae_evals.registry import parse_eval_names
-from tsae_evals.runner import EvalOutcome, RunRequest, build_configs, check_results_dir, run
-from tsae_evals.training import TrainRequest, train, training_architectures
+from tsae_evals.runner import RunRequest
+from tsae_evals.settings import parse_value
+from tsae_evals.sweep import SweepRequest, SweepResult, run_recipe
+from tsae_evals.sweep.recipe import Recipe, RunSpec, VariantSpec
+from tsae_evals.training import TrainRequest, training_architectures
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,11 @@ class WindowAblation:
     """One `ablate-window` invocation."""
 
     train: TrainRequest
-    """Training settings shared by every window (its `out` is the directory the SAEs go under)."""
+    """Training settings shared by every window (its `out` is the sweep's directory)."""
     windows: tuple[int, ...]
-    """Window sizes to sweep."""
+    """Window sizes to sweep; the first is the control the others are compared with."""
     run: RunRequest
-    """Evaluation settings (its `sae_specs` are filled with the trained SAEs)."""
+    """Evaluation settings (evals, windows, batch size, config overrides)."""
 
 
 def window_option(arch: str) -> str:
@@ -36,39 +37,50 @@ def window_option(arch: str) -> str:
     return str(option)
 
 
-def ablate_window(
-    request: WindowAblation, model_loader: Callable[[str, str], Any] | None = None
-) -> tuple[list[dict[str, Any]], list[EvalOutcome]]:
-    """Train (or reuse) one SAE per window, run the evals on all of them, return one table row per window."""
+def window_recipe(request: WindowAblation) -> Recipe:
+    """The ablation as a sweep recipe: one variant, its window as the grid, one seed."""
     option = window_option(request.train.arch)
     if not request.windows or min(request.windows) < 1:
         raise UsageError("--windows needs positive integers", "e.g. --windows 1,2,4,8")
-    # The evaluation's own bad input must surface before minutes of training, not after.
-    build_configs(parse_eval_names(request.run.eval_names), request.run.config_overrides)
-    check_results_dir(request.run.results_dir)
-    directories = {}
-    for window in request.windows:
-        out = request.train.out / f"{request.train.arch}-w{window}"
-        if not (out / "cfg.json").is_file():
-            options = (*request.train.options, f"{option}={window}")
-            train(dataclasses.replace(request.train, out=out, options=options), model_loader=model_loader)
-        directories[window] = out
-    outcomes = run(dataclasses.replace(request.run, sae_specs=[str(p) for p in directories.values()]), model_loader)
-    rows = []
-    for window, directory in directories.items():
-        row: dict[str, Any] = {option: window}
-        for outcome in outcomes:
-            if outcome.sae_label.endswith(directory.name) and outcome.status in {"ok", "reused"}:
-                row.update({f"{outcome.eval_name}.{k}": v for k, v in outcome.summary.items()})
-        rows.append(row)
-    table_path = request.run.results_dir / "window_ablation" / f"{request.train.arch}.json"
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    table_path.write_text(json.dumps({"arch": request.train.arch, "option": option, "rows": rows}, indent=2))
-    return rows, outcomes
+    train = request.train
+    settings = {
+        "tokens": train.tokens,
+        "expansion": train.expansion,
+        "k": train.k,
+        "lr": train.lr,
+        "batch_size_tokens": train.batch_size_tokens,
+        "context_size": train.context_size,
+        "max_windows_per_document": train.max_windows_per_document,
+        "activations": train.activations,
+    }
+    if train.l1_coefficient is not None:
+        settings["l1_coefficient"] = train.l1_coefficient
+    options = {}
+    for assignment in train.options:
+        name, _, raw = assignment.partition("=")
+        options[name] = parse_value(raw)
+    return Recipe(
+        name=f"window-ablation-{train.arch}",
+        description=f"{train.arch} at {option} = {', '.join(map(str, request.windows))}, against the first.",
+        model=train.model,
+        layer=train.layer,
+        dataset=train.dataset,
+        data_seed=train.seed if train.data_seed is None else train.data_seed,
+        seeds=[train.seed],
+        train=settings,
+        control=train.arch,
+        variants=[VariantSpec(name=train.arch, arch=train.arch, set=options, grid={option: list(request.windows)})],
+        evals=[request.run.eval_names],
+        run=RunSpec(
+            n_windows=request.run.n_windows,
+            batch_size=request.run.batch_size,
+            config=list(request.run.config_overrides),
+            allow_degenerate=request.run.allow_degenerate,
+        ),
+    )
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    from tabulate import tabulate
-
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return tabulate([[row.get(c) for c in columns] for row in rows], headers=columns, floatfmt=".4g")
+def ablate_window(request: WindowAblation, model_loader: Callable[[str, str], Any] | None = None) -> SweepResult:
+    """Train (or reuse) one SAE per window under `train.out`, evaluate them together, write the sweep's table."""
+    recipe = window_recipe(request)
+    return run_recipe(recipe, request.train.out, SweepRequest(device=request.train.device), model_loader)

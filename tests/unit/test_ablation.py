@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sae_lens import SAE
 
@@ -19,33 +17,33 @@ def test_window_sweep_trains_each_window_and_tabulates(tiny_model, tmp_path, dev
     common = {"model": helpers.TINY_MODEL_NAME, "dataset": str(corpus), "context_size": 32, "device": device}
     request = WindowAblation(
         train=TrainRequest(
-            arch="tsae_temporal_context",
+            arch="tsae_temporal_consistency",
             layer=0,
             tokens=512,
-            out=tmp_path / "saes",
+            out=tmp_path / "sweep",
             expansion=2,
             batch_size_tokens=256,
             **common,
         ),
-        windows=(1, 3),
+        windows=(2, 3),
         run=RunRequest(
             sae_specs=[],
             eval_names="temporal_stability",
             n_windows=8,
             batch_size=4,
-            results_dir=tmp_path / "r",
             allow_degenerate=True,
             **common,
         ),
     )
-    rows, outcomes = ablate_window(request, model_loader=lambda *_: tiny_model)
-    assert [row["context_window"] for row in rows] == [1, 3]
-    assert all("temporal_stability.jaccard" in row for row in rows), rows
-    for window in (1, 3):
-        saved = SAE.load_from_disk(str(tmp_path / "saes" / f"tsae_temporal_context-w{window}"))
-        assert saved.cfg.context_window == window
-    table = json.loads((tmp_path / "r" / "window_ablation" / "tsae_temporal_context.json").read_text())
-    assert table["option"] == "context_window" and len(table["rows"]) == 2
+    result = ablate_window(request, model_loader=lambda *_: tiny_model)
+    names = [row["variant"] for row in result.rows]
+    assert names == ["tsae_temporal_consistency[window_size=2]", "tsae_temporal_consistency[window_size=3]"]
+    assert all(row["control"] == names[0] for row in result.rows)
+    assert result.rows[1]["metrics"]["temporal_stability.jaccard"]["effect"] is not None
+    for window in (2, 3):
+        saved = SAE.load_from_disk(str(tmp_path / "sweep" / "saes" / f"{names[window - 2]}-s0"))
+        assert saved.cfg.window_size == window
+    assert "window_size=3" in result.table_markdown.read_text()
 
 
 def test_architectures_without_a_window_are_refused_with_the_ones_that_have_one():

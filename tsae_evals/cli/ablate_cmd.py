@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tsae_evals.cli.train_cmd import add_training_arguments, training_request
 
@@ -12,7 +11,8 @@ EPILOG = """examples:
       --out saes/sweep --evals core,temporal
   python -m tsae_evals ablate-window --arch tsae_temporal_lstm --windows 4,16 --layer 6 --tokens 60000 \\
       --out saes/sweep --set init_from=saes/l6-relu --evals temporal
-SAEs already trained under --out are reused; the table is also written to RESULTS_DIR/window_ablation/ARCH.json.
+A one-variant sweep (see `sweep`): SAEs under OUT/saes are reused while their settings are unchanged; results go
+to OUT/eval_results, the table to OUT/table.md and OUT/table.csv, each window compared with the first.
 """
 
 
@@ -30,13 +30,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--windows", required=True, help="comma-separated window sizes")
     parser.add_argument("--evals", default="temporal", help="evals to run (default: the temporal group)")
     parser.add_argument("--n-windows", type=int, default=64, help="evaluation windows (default 64)")
-    parser.add_argument("--results-dir", type=Path, default=Path("eval_results"))
     parser.add_argument("--config", action="append", default=[], metavar="EVAL.FIELD=VALUE")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.ablation import WindowAblation, ablate_window, format_table
+    from tsae_evals.ablation import WindowAblation, ablate_window
     from tsae_evals.errors import UsageError
     from tsae_evals.runner import RunRequest, exit_code
 
@@ -57,10 +56,9 @@ def handle(args: argparse.Namespace) -> int:
             context_size=train.context_size,
             seed=train.seed,
             device=train.device,
-            results_dir=args.results_dir,
             config_overrides=args.config,
         ),
     )
-    rows, outcomes = ablate_window(request)
-    print(format_table(rows))
-    return exit_code(outcomes)
+    result = ablate_window(request)
+    print(result.table_markdown.read_text(encoding="utf-8"))
+    return exit_code(result.outcomes)

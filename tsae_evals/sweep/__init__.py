@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from tsae_evals.errors import UsageError
-from tsae_evals.sweep.recipe import Recipe, Variant, expand, load_recipe
+from tsae_evals.sweep.recipe import Recipe, Variant, check_recipe, expand, load_recipe
 
-__all__ = ["SweepRequest", "SweepResult", "load_recipe", "run_sweep", "sae_directory"]
+__all__ = ["SweepRequest", "SweepResult", "load_recipe", "run_recipe", "run_sweep", "sae_directory"]
 
 SETTINGS_FILE = "sweep_settings.json"
 
@@ -28,8 +28,8 @@ SETTINGS_FILE = "sweep_settings.json"
 class SweepRequest:
     """One `sweep` invocation."""
 
-    recipe_path: Path
-    """The YAML recipe."""
+    recipe_path: Path | None = None
+    """The YAML recipe (None when a recipe is built in code, as `ablate-window` does)."""
     out: Path | None = None
     """Output directory; None: sweeps/<recipe name>."""
     device: str = "cpu"
@@ -111,15 +111,24 @@ def is_trained(directory: Path, settings_hash: str) -> bool:
 
 
 def run_sweep(request: SweepRequest, model_loader: Callable[[str, str], Any] | None = None) -> SweepResult:
-    """Train what is missing, evaluate everything, write the table; returns where it all went."""
+    """Run the recipe file the request names (see run_recipe)."""
+    if request.recipe_path is None:
+        raise UsageError("no recipe given", "pass a YAML recipe, e.g. recipes/all_architectures.yaml")
+    recipe = load_recipe(request.recipe_path)
+    return run_recipe(recipe, request.out or Path("sweeps") / recipe.name, request, model_loader)
+
+
+def run_recipe(
+    recipe: Recipe, out: Path, request: SweepRequest, model_loader: Callable[[str, str], Any] | None = None
+) -> SweepResult:
+    """Train what is missing, evaluate everything, write the table under `out`; returns where it all went."""
     from tsae_evals.models import check_device, load_model
     from tsae_evals.registry import parse_eval_names
     from tsae_evals.runner import RunRequest, build_configs, check_results_dir, run
     from tsae_evals.sweep.table import comparison_rows, write_plot, write_tables
     from tsae_evals.training import train
 
-    recipe = load_recipe(request.recipe_path)
-    out = request.out or Path("sweeps") / recipe.name
+    check_recipe(recipe, where=f"recipe {recipe.name}")
     variants = _selected(expand(recipe), request.only)
     eval_names = ",".join(recipe.evals)
     # The evaluation's bad input must surface before minutes of training, not after.

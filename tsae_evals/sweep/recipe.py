@@ -161,9 +161,6 @@ def load_recipe(path: Path) -> Recipe:
     """The recipe at `path`, validated (names, architectures, options, training settings, evals), or a UsageError."""
     import yaml
 
-    from tsae_evals.training import training_architectures
-    from tsae_evals.training.options import parse_options
-
     if not path.is_file():
         raise UsageError(f"recipe {path} does not exist", "pass a YAML recipe, e.g. recipes/all_architectures.yaml")
     try:
@@ -179,6 +176,16 @@ def load_recipe(path: Path) -> Recipe:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "recipe"
         raise UsageError(f"invalid recipe {path}: {where}: {first['msg']}", "see recipes/ for the layout") from None
+    check_recipe(recipe, where=str(path))
+    return recipe
+
+
+def check_recipe(recipe: Recipe, where: str) -> None:
+    """What pydantic cannot see: architectures exist, settings are training settings, options validate, every
+    variant has a token budget and `@NAME` references name earlier variants."""
+    from tsae_evals.training import training_architectures
+    from tsae_evals.training.options import parse_options
+
     architectures = training_architectures()
     trained_before: set[str] = set()
     for variant in expand(recipe):
@@ -188,20 +195,20 @@ def load_recipe(path: Path) -> Recipe:
                 variant.arch,
                 architectures,
                 "see python -m tsae_evals list --archs",
-                where=f" in variant {variant.name!r} of {path}",
+                where=f" in variant {variant.name!r} of {where}",
             )
         unknown = sorted(set(variant.train) - set(TRAIN_FIELDS))
         if unknown:
             raise UsageError(
-                f"variant {variant.name!r} of {path}: unknown training settings {unknown}",
+                f"variant {variant.name!r} of {where}: unknown training settings {unknown}",
                 f"training settings are {', '.join(TRAIN_FIELDS)}; architecture options go under `set`",
             )
         if "tokens" not in variant.train:
-            raise UsageError(f"variant {variant.name!r} of {path} has no token budget", "set train.tokens")
+            raise UsageError(f"variant {variant.name!r} of {where} has no token budget", "set train.tokens")
         for key, value in variant.options.items():
             if isinstance(value, str) and value.startswith("@") and value[1:] not in trained_before:
                 raise UsageError(
-                    f"variant {variant.name!r} of {path}: {key}={value} names no earlier variant",
+                    f"variant {variant.name!r} of {where}: {key}={value} names no earlier variant",
                     f"'@NAME' refers to a variant listed before this one (earlier: {sorted(trained_before)})",
                 )
         # A variant reference stands for a directory that does not exist yet: check the other options only.
@@ -214,4 +221,3 @@ def load_recipe(path: Path) -> Recipe:
             ),
         )
         trained_before.add(variant.name)
-    return recipe
