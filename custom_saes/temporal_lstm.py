@@ -4,15 +4,18 @@ Encoder: static pre-activations s_t = x_t W_enc + b_enc (the bridge: a pretraine
 straight through); an LSTM reads the last `memory_window` static codes (projected to `lstm_hidden`) and proposes
 a temporal pre-activation u_t, admitted latent by latent through sparse gates g_t in [0, 1]:
 f_t = ReLU(s_t + g_t * u_t). Decoder: x_hat_t = f_t W_dec + b_dec + an LSTM over the last `memory_window` codes
-mapped to the input space. Both temporal paths start at zero, so the untrained model equals the static SAE.
-Causal; flattened `[tokens, d_in]` input is read as tokens each alone.
+mapped to the input space. Both temporal paths start at zero, so the untrained model equals the static SAE; the
+gates start part-open (`GATE_INIT_OPENING`), so the encoder's temporal proposals take effect as soon as they are
+learnt. Causal; flattened `[tokens, d_in]` input is read as tokens each alone.
 
 `track_lifecycle()` attaches a FeatureLifecycleTracker that records births, deaths and lifetimes of latents
 during every inference encode.
 
 Training (recipe below): initialise from a pretrained static SAE, then (1) static feature distillation,
-(2) temporal feature introduction with the static path frozen, (3) end-to-end refinement; the L1 coefficient
-is annealed upward from `sparsity_start` x --l1 through phases 1 and 2.
+(2) temporal feature introduction with the static path frozen (at `temporal_lr_scale` x --lr), (3) end-to-end
+refinement; the L1 coefficient is annealed upward from `sparsity_start` x --l1 through phases 1 and 2. The gate
+penalty is an L1 on the admitted temporal edit `g_t * u_t`, not on the gate opening itself: an opening with nothing
+to admit costs nothing, so the penalty cannot simply push unused gates shut.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from custom_saes.lifecycle import FeatureLifecycleTracker
 from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
 
 ARCHITECTURE = "tsae_temporal_lstm"
+GATE_INIT_OPENING = 0.4
+"""Mean gate opening at initialisation (the gate bias starts at logit(0.4)); at sigmoid(-3) = 0.047 the gates
+started almost shut and the penalty on their opening shut them further."""
 
 
 @dataclass
@@ -61,6 +67,10 @@ class TemporalLSTMSAEConfig(TsaeConfig):
 class TemporalLSTMSAE(TsaeSAE[TemporalLSTMSAEConfig]):
     sequence_aware = True
     flat_input: ClassVar[FlatInput] = "each_token_alone"
+    mechanism: ClassVar[str] = (
+        "temporal paths / reconstruction norm: mean |x_hat - f_static W_dec - b_dec| / (mean |f_static W_dec| + "
+        "that), f_static = ReLU(s_t) (normalised units; the gated encoder edit and the decoder LSTM together)"
+    )
     b_enc: nn.Parameter
 
     def initialize_parameters(self) -> None:
@@ -70,8 +80,9 @@ class TemporalLSTMSAE(TsaeSAE[TemporalLSTMSAEConfig]):
         self.memory_in = nn.Parameter(torch.randn(cfg.d_sae, hidden, **kwargs) / math.sqrt(cfg.d_sae))
         self.encoder_lstm = nn.LSTM(hidden, hidden, batch_first=True, **kwargs)
         self.W_gate = nn.Parameter(torch.randn(hidden, cfg.d_sae, **kwargs) / math.sqrt(hidden))
-        # Gates start almost closed (sigmoid(-3) = 0.05): temporal evidence has to earn its way in.
-        self.b_gate = nn.Parameter(torch.full((cfg.d_sae,), -3.0, **kwargs))
+        # Gates start part-open: W_temporal starts at zero, so an open gate changes nothing until a proposal is learnt.
+        opening = GATE_INIT_OPENING
+        self.b_gate = nn.Parameter(torch.full((cfg.d_sae,), math.log(opening / (1 - opening)), **kwargs))
         self.W_temporal = nn.Parameter(torch.zeros(hidden, cfg.d_sae, **kwargs))
         self.decoder_memory_in = nn.Parameter(torch.randn(cfg.d_sae, hidden, **kwargs) / math.sqrt(cfg.d_sae))
         self.decoder_lstm = nn.LSTM(hidden, hidden, batch_first=True, **kwargs)
@@ -129,19 +140,32 @@ class TemporalLSTMSAE(TsaeSAE[TemporalLSTMSAEConfig]):
     def training_forward(self, x: torch.Tensor, mask: torch.Tensor, coefficients: dict[str, float]) -> TrainingOutput:
         feature_acts, parts = self._encode_sequences(x)
         reconstruction = self.decode(feature_acts)
+        admitted = (parts["gate"] * parts["temporal"]).abs()
         losses = {
             "mse": masked_mean(squared_error(x, reconstruction, self.activation_scale), mask),
             "l1": coefficients["l1"] * masked_mean(feature_acts.sum(-1), mask),
-            "gate_l1": coefficients["gate_l1"] * masked_mean(parts["gate"].mean(-1), mask),
+            "gate_l1": coefficients["gate_l1"] * masked_mean(admitted.mean(-1), mask),
         }
         if coefficients["distill"] and self.distillation_teacher is not None:
             W_enc, b_enc, b_dec = (t.to(x.device) for t in self.distillation_teacher)
             teacher = torch.relu((x * self.activation_scale - b_dec) @ W_enc + b_enc)
             error = (torch.relu(parts["static"]) - teacher).pow(2).sum(-1)
             losses["distill"] = coefficients["distill"] * masked_mean(error, mask)
-        return TrainingOutput(
-            losses, feature_acts, reconstruction, {"gate": float(parts["gate"].detach()[mask].mean())}
-        )
+        metrics = {
+            "gate": float(parts["gate"].detach()[mask].mean()),
+            "mechanism_share": self.temporal_share(parts["static"].detach(), reconstruction.detach(), mask),
+        }
+        return TrainingOutput(losses, feature_acts, reconstruction, metrics)
+
+    @torch.no_grad()
+    def temporal_share(self, static: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor) -> float:
+        """Share of the temporal paths in the reconstruction norm (normalised units, b_dec left out): the
+        reconstruction minus what the static codes ReLU(s_t) decode to, against the static part."""
+        static_part = torch.relu(static) @ self.W_dec
+        temporal_part = reconstruction * self.activation_scale - self.b_dec - static_part
+        static_size = float(masked_mean(static_part.norm(dim=-1), mask))
+        temporal_size = float(masked_mean(temporal_part.norm(dim=-1), mask))
+        return temporal_size / max(static_size + temporal_size, 1e-12)
 
     @torch.no_grad()
     def load_static_sae(self, static: Any) -> None:
@@ -172,7 +196,11 @@ class TemporalLSTMOptions(BaseModel):
     distill_coefficient: float = Field(default=1.0, ge=0)
     """Weight of the static-latent distillation loss in phase 1."""
     gate_l1_coefficient: float = Field(default=1.0, ge=0)
-    """Weight of the mean gate opening (keeps gates sparse)."""
+    """Weight of the L1 on the admitted temporal edit, mean over latents of |g_t * u_t| (keeps temporal edits
+    sparse; a gate with nothing to admit is not penalised)."""
+    temporal_lr_scale: float = Field(default=10.0, gt=0)
+    """Learning-rate multiplier of phase 2, where only the zero-initialised temporal paths train: at 1 they
+    barely left zero in runs of a few hundred steps."""
     sparsity_start: float = Field(default=0.2, gt=0, le=1)
     """L1 annealing starts at this fraction of --l1 and reaches --l1 at the end of phase 2."""
     phase_shares: tuple[float, float, float] = (0.3, 0.4, 0.3)
@@ -216,7 +244,11 @@ def train_temporal_lstm(job: TrainingJob, options: TemporalLSTMOptions) -> Tempo
             ("static",),
         ),
         Phase(
-            "temporal_introduction", shares[1], ramp("l1", middle * l1, l1, distill=0.0, gate_l1=gate), ("temporal",)
+            "temporal_introduction",
+            shares[1],
+            ramp("l1", middle * l1, l1, distill=0.0, gate_l1=gate),
+            ("temporal",),
+            lr_scale=options.temporal_lr_scale,
         ),
         Phase("end_to_end", shares[2], constant(l1=l1, distill=0.0, gate_l1=gate), ("all",), lr_scale=0.3),
     ]
