@@ -8,7 +8,7 @@ Both are one class, `tsae_control`; the ReLU one is the temporal consistency SAE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +56,22 @@ class ControlSAE(TsaeSAE[ControlSAEConfig]):
         top = pre.topk(min(self.cfg.k, pre.shape[-1]), dim=-1)
         acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
         return self.hook_sae_acts_post(acts)
+
+    def to_standard(self) -> Any:
+        """The ReLU control as sae-lens's own StandardSAE in raw input units (the input scale folded into the
+        weights): what code that expects a plain ReLU SAE, such as the temporal LSTM's `init_from`, reads."""
+        from sae_lens import StandardSAE, StandardSAEConfig
+
+        if self.cfg.activation != "relu":
+            raise ValueError("only the ReLU control is a standard SAE")
+        scale = self.activation_scale.detach()
+        standard = StandardSAE(StandardSAEConfig(d_in=self.cfg.d_in, d_sae=self.cfg.d_sae, metadata=self.cfg.metadata))
+        with torch.no_grad():
+            standard.W_enc.copy_(self.W_enc.detach() * scale)
+            standard.b_enc.copy_(self.b_enc.detach())
+            standard.W_dec.copy_(self.W_dec.detach() / scale)
+            standard.b_dec.copy_(self.b_dec.detach() / scale)
+        return standard.eval()
 
     def training_forward(self, x: torch.Tensor, mask: torch.Tensor, coefficients: dict[str, float]) -> TrainingOutput:
         sequences, _ = as_sequences(x, self.flat_input)

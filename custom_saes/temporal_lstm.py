@@ -40,6 +40,7 @@ from custom_saes.base import (
     masked_mean,
     squared_error,
 )
+from custom_saes.controls import ControlSAE
 from custom_saes.errors import InvalidOption
 from custom_saes.lifecycle import FeatureLifecycleTracker
 from custom_saes.training.registry import PHASED_L1, TrainingJob, register_training_architecture
@@ -266,6 +267,8 @@ def _load_static(path: Path | None, job: TrainingJob) -> Any:
     if not (path / "cfg.json").is_file():
         raise InvalidOption(f"--set init_from={path}: no sae-lens SAE there (cfg.json missing)", fix)
     static = SAE.load_from_disk(str(path), device="cpu")
+    if isinstance(static, ControlSAE) and static.cfg.activation == "relu":
+        static = static.to_standard()  # the ReLU control (sweeps start the LSTM from it) in sae-lens's own form
     problems = []
     if static.cfg.architecture() != "standard":
         problems.append(f"its architecture is {static.cfg.architecture()!r}, not a ReLU ('standard') SAE")
