@@ -97,31 +97,7 @@ def test_global_parameters_are_shared_scalars_and_the_ablation_makes_them_per_la
     assert _adaptive(per_feature_params=True).beta.shape == (16,)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 2.0, None])
-def test_variance_normalisation_divides_by_std_to_the_inverse_temperature(temperature):
-    sae = _adaptive(temperature=temperature).eval()
-    with torch.no_grad():
-        sae.running_variance.fill_(1.0)
-        sae.running_variance[0] = 16.0
-        sae.beta.fill_(1.5)
-        sae.theta.fill_(0.2)
-        x = torch.randn(5, D)
-        pre = x @ sae.W_enc + sae.b_enc
-        factor = 1.0 if temperature is None else 16.0 ** (-0.5 / temperature)  # std 4 -> 4^(-1/T)
-        expected = torch.relu(1.5 * pre[:, 0] * factor - 0.2)
-        torch.testing.assert_close(sae.encode(x)[:, 0], expected)
-
-
-def test_running_variance_tracks_the_batch_variance_in_training_only():
-    sae = _adaptive(variance_momentum=0.0)
-    x = torch.randn(64, D)
-    with torch.no_grad():
-        sae.eval()
-        sae.encode(x)
-        assert torch.equal(sae.running_variance, torch.ones(16))
-        sae.train()
-        sae.encode(x)
-        torch.testing.assert_close(sae.running_variance, (x @ sae.W_enc + sae.b_enc).var(0))
+# The normalisation, its temporal adaptation and the running variance: tests/unit/test_adaptive_variance_seed.py.
 
 
 # --- temporal context: the three intervention strategies ---------------------------------------------------------
@@ -167,22 +143,20 @@ def test_hierarchical_phase_two_leaves_the_lower_level_unchanged():
         name: p.detach().clone() for name, p in sae.named_parameters() if "lower" in name or name == "b_dec"
     }
     upper_before = sae.W_enc_upper.detach().clone()
-    upper_phase = Phase(
-        "upper", 1.0, constant(beta1=0.0, beta2=1.0, lower_only=0.0, group=0.0, lower_mse=0.0), ("upper",)
-    )
+    upper_phase = Phase("upper", 1.0, constant(beta1=0.0, beta2=1.0, upper_mse=1.0), ("upper",))
     train_in_phases(sae, [upper_phase], _synthetic_activations(), tokens=400, lr=1e-2, batch_windows=4, seed=0)
     for name, before in lower_before.items():
         assert torch.equal(dict(sae.named_parameters())[name], before), name
     assert not torch.equal(sae.W_enc_upper, upper_before)
 
 
-def test_hierarchical_reconstruction_sums_both_levels():
+def test_hierarchical_reconstruction_is_the_lower_levels_and_the_upper_reconstructs_the_lower_code():
     sae = HierarchicalSAE(HierarchicalSAEConfig(d_in=D, d_sae=48, d_lower=32, metadata=_metadata())).eval()
     x = torch.randn(4, D)
     with torch.no_grad():
-        lower, upper = sae.encode_levels(x)
-        expected = lower @ sae.W_dec_lower + upper @ sae.W_dec_upper + sae.b_dec
-        torch.testing.assert_close(sae(x), expected)
+        lower, upper, lower_hat = sae.encode_levels(x)
+        torch.testing.assert_close(sae(x), lower @ sae.W_dec_lower + sae.b_dec)
+        torch.testing.assert_close(lower_hat, upper @ sae.W_dec_upper + sae.b_dec_upper)
 
 
 # --- temporal consistency ----------------------------------------------------------------------------------
