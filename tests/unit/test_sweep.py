@@ -127,3 +127,12 @@ def test_sweep_trains_once_evaluates_and_tables_paired_effects(tiny_model, tmp_p
     )  # fmt: skip
     run_sweep(SweepRequest(recipe_path=changed, out=tmp_path / "sweep"), model_loader=lambda *_: tiny_model)
     assert sorted(trained) == sorted(f"consistency[window_size={w}]-s{s}" for w in (2, 3) for s in (0, 1))
+
+
+def test_every_shipped_recipe_validates():
+    recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.gpu_note, f"{path.name} says nothing about the sizes a GPU user should use"
+        assert expand(recipe)

@@ -28,15 +28,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output directory (default sweeps/<recipe name>)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default="", help="comma-separated variants to run (their controls come along)")
+    parser.add_argument(
+        "--tokens", type=int, default=None, help="train every variant on this many tokens instead of the recipe's"
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.errors import UsageError
     from tsae_evals.runner import exit_code
     from tsae_evals.sweep import SweepRequest, run_sweep
 
     only = tuple(name.strip() for name in args.only.split(",") if name.strip())
-    result = run_sweep(SweepRequest(recipe_path=args.recipe, out=args.out, device=args.device, only=only))
+    if args.tokens is not None and args.tokens < 1:
+        raise UsageError(f"--tokens {args.tokens} is not a token budget", "pass a positive number of tokens")
+    request = SweepRequest(recipe_path=args.recipe, out=args.out, device=args.device, only=only, tokens=args.tokens)
+    result = run_sweep(request)
     print(result.table_markdown.read_text(encoding="utf-8"))
     print(f"wrote {result.table_markdown}, {result.table_csv}" + (f", {result.plot}" if result.plot else ""))
     return exit_code(result.outcomes)

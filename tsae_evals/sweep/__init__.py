@@ -9,6 +9,7 @@ Layout of the output directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,8 @@ class SweepRequest:
     """Torch device of training and evaluation."""
     only: tuple[str, ...] = ()
     """Variant names to run (with their controls); empty: all."""
+    tokens: int | None = None
+    """Training tokens of every variant instead of the recipe's (a quicker or larger run of the same recipe)."""
 
 
 @dataclass
@@ -129,7 +132,12 @@ def run_recipe(
     from tsae_evals.training import train
 
     check_recipe(recipe, where=f"recipe {recipe.name}")
-    variants = _selected(expand(recipe), request.only)
+    if request.tokens is not None:
+        recipe = recipe.model_copy(update={"description": f"{recipe.description} (tokens: {request.tokens})"})
+    variants = [
+        dataclasses.replace(v, train={**v.train, "tokens": request.tokens}) if request.tokens else v
+        for v in _selected(expand(recipe), request.only)
+    ]
     eval_names = ",".join(recipe.evals)
     # The evaluation's bad input must surface before minutes of training, not after.
     build_configs(parse_eval_names(eval_names), recipe.run.config)
