@@ -111,3 +111,16 @@ def test_the_stream_serves_every_window_and_holds_only_its_buffer(tiny_model, do
     assert stream.n_windows == 8 and stream._buffer.shape[0] == 8
     x, mask = next(batches)
     assert x.shape == (2, CONTEXT, helpers.D_MODEL) and not mask[:, 0].any()
+
+
+def test_two_jobs_filling_one_cache_at_once_both_succeed(tiny_model, documents, tmp_path, monkeypatch):
+    import tsae_evals.training.activation_cache as activation_cache
+
+    root = tmp_path / "root"
+    first = _cache(tiny_model, documents, root, n_windows=6)
+    # The second job looked before the first finished: it computes its own copy and must not clobber the first.
+    monkeypatch.setattr(activation_cache, "find_cache", lambda *_: None)
+    second = _cache(tiny_model, documents, root, n_windows=6)
+    assert second.path == first.path
+    torch.testing.assert_close(second.windows(torch.arange(6)), first.windows(torch.arange(6)))
+    assert [p.name for p in root.iterdir()] == [first.path.name]  # no staging folder left behind

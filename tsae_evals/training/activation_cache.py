@@ -7,11 +7,13 @@ N would cut: a cache of at least N windows with the same key serves any request 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,17 +84,17 @@ def cached_activations(
     if found is None:
         _check_enough_windows(model.tokenizer, documents, n_windows, context_size, per_document)
         found = root / f"{key_digest(key)}-{n_windows}w"
-        staging = root / f".{found.name}.partial"
-        for leftover in (staging, staging.parent / f"{staging.name}.shards"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        # A staging folder of our own: two jobs filling the same cache at once (a sweep beside a train) must not
+        # delete each other's shards; the first to finish wins and the other's copy is dropped.
         root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{found.name}.", dir=root)) / "cache"
         chunks = _activation_chunks(model, hook_name, documents, n_windows, context_size, per_document, batch_size)
         try:
             write_activation_cache(staging, chunks, hook_name=hook_name, first_text_position=1, key=key)
-            staging.rename(found)
+            with contextlib.suppress(OSError):  # already there: another job finished the same cache first
+                staging.rename(found)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(staging.parent / f"{staging.name}.shards", ignore_errors=True)
+            shutil.rmtree(staging.parent, ignore_errors=True)
     return DiskSequenceActivations(found, n_windows=n_windows)
 
 
