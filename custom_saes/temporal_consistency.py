@@ -34,7 +34,7 @@ ARCHITECTURE = "tsae_temporal_consistency"
 class TemporalConsistencySAEConfig(TsaeConfig):
     """Inference needs nothing beyond a ReLU SAE; the window is recorded because training depended on it."""
 
-    window_size: int = 4
+    window_size: int = 8
     """Positions per sliding window of the consistency loss."""
 
     @classmethod
@@ -89,9 +89,12 @@ class TemporalConsistencyOptions(BaseModel):
     window_option: ClassVar[str] = "window_size"
     """The setting `ablate-window` sweeps."""
 
-    window_size: int = Field(default=4, ge=2)
-    """Positions per sliding window."""
-    consistency_coefficient: float = Field(default=0.1, ge=0)
+    window_size: int = Field(default=8, ge=2)
+    """Positions per sliding window (the seed used 8 and 16)."""
+    # Measured on SmolLM2 layer 6, 100k tokens, window 8: at 0.1 (the earlier default) the term was 0.02% of the
+    # loss and the SAE matched the ReLU control to 3 digits; at 10, 1.5%; at 100, 9% (EV 0.58 against 0.66,
+    # smoothness 0.019 against 0.033).
+    consistency_coefficient: float = Field(default=100.0, ge=0)
     """Weight of the consistency loss against the normalised MSE."""
 
 
