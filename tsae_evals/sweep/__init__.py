@@ -133,7 +133,7 @@ def run_recipe(
 
     check_recipe(recipe, where=f"recipe {recipe.name}")
     if request.tokens is not None:
-        recipe = recipe.model_copy(update={"description": f"{recipe.description} (tokens: {request.tokens})"})
+        recipe = recipe.model_copy(update={"description": f"{recipe.description.strip()} (tokens: {request.tokens})"})
     variants = [
         dataclasses.replace(v, train={**v.train, "tokens": request.tokens}) if request.tokens else v
         for v in _selected(expand(recipe), request.only)
