@@ -284,11 +284,13 @@ def hook_activations(
     from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
 
     stop_at_layer = extract_stop_at_layer_from_tlens_hook_name(hook_name)
-    with torch.no_grad():
-        for start in range(0, tokens.shape[0], batch_size):
-            batch = tokens[start : start + batch_size].to(model.cfg.device)
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size].to(model.cfg.device)
+        # no_grad per batch, never around the yield: a generator suspended inside no_grad leaves gradients off in
+        # its caller, which silently stopped streamed training from learning.
+        with torch.no_grad():
             _, cache = model.run_with_cache(
                 batch, names_filter=[hook_name], stop_at_layer=stop_at_layer, prepend_bos=False
             )
-            activation = cache[hook_name]
-            yield activation.reshape(*activation.shape[:2], -1).to("cpu", dtype)
+            activation = cache[hook_name].reshape(*batch.shape[:2], -1).to("cpu", dtype)
+        yield activation

@@ -4,6 +4,7 @@ shared, readable by sae-lens, whole windows in order, a short dataset refused be
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,34 @@ def test_two_jobs_filling_one_cache_at_once_both_succeed(tiny_model, documents, 
     assert second.path == first.path
     torch.testing.assert_close(second.windows(torch.arange(6)), first.windows(torch.arange(6)))
     assert [p.name for p in root.iterdir()] == [first.path.name]  # no staging folder left behind
+
+
+def test_streamed_training_learns_as_well_as_training_from_the_cache(tiny_model, tmp_path):
+    """Regression: the stream's producer once left gradients off in the training loop (no_grad around a yield)."""
+    from tsae_evals.training import TrainRequest, train
+
+    corpus = helpers.write_corpus(tmp_path / "corpus.txt", n_documents=60)
+    final_mse = {}
+    for activations in ("stream", "disk"):
+        out = train(
+            TrainRequest(
+                arch="control_relu",
+                layer=0,
+                tokens=2048,
+                out=tmp_path / activations,
+                expansion=2,
+                context_size=32,
+                batch_size_tokens=124,
+                model=helpers.TINY_MODEL_NAME,
+                dataset=str(corpus),
+                activations=activations,
+                l1_coefficient=0.0,
+                checkpoints=False,
+            ),
+            lambda *_: tiny_model,
+        )
+        log = json.loads((out / "cfg.json").read_text())["metadata"]["training_log"]
+        assert log[-1]["mse"] < 0.8 * log[0]["mse"], (activations, log[0], log[-1])
+        final_mse[activations] = log[-1]["mse"]
+    assert torch.is_grad_enabled()
+    assert final_mse["stream"] < 1.5 * final_mse["disk"]
