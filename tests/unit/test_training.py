@@ -67,7 +67,7 @@ def test_every_architecture_trains_saves_and_loads(arch, tiny_model, corpus_file
 
 def test_phased_training_lowers_the_reconstruction_error(tiny_model, corpus_file, tmp_path):
     out = train(
-        _request(tmp_path, "tsae_temporal_consistency", corpus_file, tokens=8192, lr=3e-3, l1_coefficient=0.1),
+        _request(tmp_path, "control_relu", corpus_file, tokens=8192, lr=3e-3, l1_coefficient=0.1),
         model_loader=lambda *_: tiny_model,
     )
     log = SAE.load_from_disk(str(out)).cfg.metadata.training_log
