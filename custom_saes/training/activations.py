@@ -1,7 +1,7 @@
 """Activations for sequence-aware training: whole windows in document order, never shuffled tokens.
 
 Three sources serve the loop the same way (`batches` of whole windows, `scale`, `sample`):
-- `SequenceActivations`: a tensor in memory (tests, tiny jobs);
+- `SequenceActivations`: a tensor in memory (tests);
 - `DiskSequenceActivations`: an activation cache on disk in sae-lens's cached-activations layout (a Hugging Face
   dataset, one row per window: the hook's `[context_size, d_in]` activations and the `token_ids`), memory-mapped,
   so memory stays flat however many tokens it holds;
@@ -264,16 +264,6 @@ class StreamedSequenceActivations:
     def sample(self, n_tokens: int) -> torch.Tensor:
         x = self._buffer[:, self._first_text_position :].float()
         return x.reshape(-1, x.shape[-1])[:n_tokens]
-
-
-def collect_sequence_activations(
-    model: Any, hook_name: str, tokens: torch.Tensor, first_text_position: int, batch_size: int = 16
-) -> SequenceActivations:
-    """Run the model up to the hook on every window once, in memory."""
-    activations = torch.cat(list(hook_activations(model, hook_name, tokens, batch_size)))
-    mask = _mask(activations.shape[0], activations.shape[1], first_text_position)
-    mean_norm = activations[mask].float().norm(dim=-1).mean().item()
-    return SequenceActivations(activations, mask, scale=math.sqrt(activations.shape[-1]) / mean_norm)
 
 
 def hook_activations(

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from custom_saes.training.activations import (
-    DiskSequenceActivations,
-    StreamedSequenceActivations,
-    collect_sequence_activations,
-)
+from custom_saes.training.activations import DiskSequenceActivations, StreamedSequenceActivations
 from tests import helpers
 from tsae_evals.data import load_documents, make_windows
 from tsae_evals.errors import UsageError
@@ -44,11 +41,13 @@ def _cache(tiny_model, documents, root: Path, n_windows: int, per_document: int 
 def test_cache_holds_the_hook_activations_of_the_windows_in_order(tiny_model, documents, tmp_path):
     cache = _cache(tiny_model, documents, tmp_path / "root", n_windows=10)
     windows = make_windows(tiny_model.tokenizer, documents, context_size=CONTEXT, n_windows=10)
-    direct = collect_sequence_activations(tiny_model, helpers.HOOK, windows.tokens, windows.first_text_position)
+    with torch.no_grad():
+        _, model_cache = tiny_model.run_with_cache(windows.tokens, names_filter=[helpers.HOOK], prepend_bos=False)
+    direct = model_cache[helpers.HOOK].float()
     cached = cache.windows(torch.arange(10))
-    # The cache keeps float32; the in-memory path rounds to bfloat16.
-    torch.testing.assert_close(cached.to(torch.bfloat16), direct.activations, rtol=0, atol=0)
-    assert cache.scale == pytest.approx(direct.scale, rel=1e-2)
+    torch.testing.assert_close(cached, direct, rtol=1e-5, atol=1e-5)
+    expected_scale = math.sqrt(helpers.D_MODEL) / direct[:, 1:].norm(dim=-1).mean().item()
+    assert cache.scale == pytest.approx(expected_scale, rel=1e-5)
     assert cache.tokens_per_window == CONTEXT - 1
     # Rows come back in the order asked for, not sorted.
     torch.testing.assert_close(cache.windows(torch.tensor([7, 2])), cached[[7, 2]])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tsae_evals.errors import UsageError
-from tsae_evals.sweep.recipe import Recipe, Variant, check_recipe, expand, load_recipe
+from tsae_evals.sweep.recipe import Recipe, Variant, check_recipe, expand, load_recipe, referenced_variant
 
 __all__ = ["SweepRequest", "SweepResult", "load_recipe", "run_recipe", "run_sweep", "sae_directory"]
 
@@ -68,7 +68,7 @@ def _selected(variants: list[Variant], only: tuple[str, ...]) -> list[Variant]:
     # A variant's `@NAME` options need NAME trained first.
     for variant in variants:
         if variant.name in wanted:
-            wanted |= {str(value)[1:] for value in variant.options.values() if str(value).startswith("@")}
+            wanted |= {name for value in variant.options.values() if (name := referenced_variant(value))}
     return [v for v in variants if v.name in wanted]
 
 
@@ -79,8 +79,8 @@ def train_requests(recipe: Recipe, variants: list[Variant], out: Path, device: s
     for variant in variants:
         for seed in recipe.seeds:
             options = tuple(
-                f"{key}={sae_directory(out, _by_name(variants, str(value)[1:]), seed)}"
-                if isinstance(value, str) and value.startswith("@")
+                f"{key}={sae_directory(out, _by_name(variants, reference), seed)}"
+                if (reference := referenced_variant(value))
                 else f"{key}={json.dumps(value)}"
                 for key, value in variant.options.items()
             )
@@ -129,7 +129,7 @@ def run_recipe(
     from tsae_evals.registry import parse_eval_names
     from tsae_evals.runner import RunRequest, build_configs, check_results_dir, run
     from tsae_evals.sweep.table import comparison_rows, write_plot, write_tables
-    from tsae_evals.training import train
+    from tsae_evals.training import TrainRequest, train
 
     check_recipe(recipe, where=f"recipe {recipe.name}")
     if request.tokens is not None:
@@ -152,12 +152,13 @@ def run_recipe(
         return models[name]
 
     jobs = list(train_requests(recipe, variants, out, request.device))
-    pending = [(v, s, r) for v, s, r in jobs if not is_trained(r.out, v.settings_hash(recipe, s))]
-    for index, (variant, seed, train_request) in enumerate(pending, 1):
+    hashes = [v.settings_hash(recipe, s) for v, s, _ in jobs]
+    pending = [(job, h) for job, h in zip(jobs, hashes, strict=True) if not is_trained(job[2].out, h)]
+    for index, ((variant, seed, train_request), settings_hash) in enumerate(pending, 1):
         print(f"[{index}/{len(pending)}] training {variant.name} seed {seed}", flush=True)
         trained_at = time.time()
         train(train_request, model_loader=shared_model)
-        mark_trained(train_request.out, variant.settings_hash(recipe, seed), time.time() - trained_at)
+        mark_trained(train_request.out, settings_hash, time.time() - trained_at)
 
     run_request = RunRequest(
         sae_specs=[str(r.out) for _, _, r in jobs],
@@ -165,7 +166,7 @@ def run_recipe(
         model=recipe.model,
         dataset=recipe.dataset,
         n_windows=recipe.run.n_windows,
-        context_size=int(recipe.train.get("context_size", 128)),
+        context_size=int(recipe.train.get("context_size", TrainRequest.context_size)),
         batch_size=recipe.run.batch_size,
         seed=recipe.data_seed,
         device=request.device,

@@ -116,6 +116,11 @@ class Recipe(BaseModel):
         return self
 
 
+def referenced_variant(value: Any) -> str | None:
+    """NAME when an option value is a variant reference `@NAME`, else None."""
+    return value[1:] if isinstance(value, str) and value.startswith("@") else None
+
+
 @dataclass(frozen=True)
 class Variant:
     """One trained configuration of a sweep (a grid point of a VariantSpec)."""
@@ -206,7 +211,8 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         if "tokens" not in variant.train:
             raise UsageError(f"variant {variant.name!r} of {where} has no token budget", "set train.tokens")
         for key, value in variant.options.items():
-            if isinstance(value, str) and value.startswith("@") and value[1:] not in trained_before:
+            reference = referenced_variant(value)
+            if reference is not None and reference not in trained_before:
                 raise UsageError(
                     f"variant {variant.name!r} of {where}: {key}={value} names no earlier variant",
                     f"'@NAME' refers to a variant listed before this one (earlier: {sorted(trained_before)})",
@@ -217,7 +223,7 @@ def check_recipe(recipe: Recipe, where: str) -> None:
             tuple(
                 f"{key}={json.dumps(value)}"
                 for key, value in variant.options.items()
-                if not (isinstance(value, str) and value.startswith("@"))
+                if referenced_variant(value) is None
             ),
         )
         trained_before.add(variant.name)
