@@ -88,7 +88,10 @@ def add_training_arguments(
     )
     parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_model (default 4)")
     parser.add_argument(
-        "--l1", type=float, default=None, help="L1 coefficient of ReLU-family SAEs (default: 5 relu, 3 tsae_ recipes)"
+        "--l1",
+        type=float,
+        default=None,
+        help="L1 coefficient of ReLU-family SAEs (default: 5 relu, 2 tsae_adaptive_variance, 3 other tsae_ recipes)",
     )
     parser.add_argument("--k", type=int, default=32, help="k for topk/batchtopk (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
