@@ -128,3 +128,8 @@ def tiny_sae(d_sae: int = 64, seed: int = 0, hook_name: str = HOOK, d_in: int = 
 def save_sae(sae: Any, path: Path) -> Path:
     sae.save_model(str(path))
     return path
+
+
+def tiny_model_loader(name: str, device: str) -> Any:
+    """A `model_loader(name, device)` that processes other than the test's (Ray workers) can import and call."""
+    return tiny_model(device=device)

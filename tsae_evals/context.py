@@ -27,6 +27,8 @@ class RunShape:
     """Whether each window starts with BOS."""
     model_name: str = ""
     """The model the SAE will run on (as `--model` or the SAE's config names it)."""
+    architecture: str = ""
+    """The SAE's architecture id (`cfg.architecture()`), for evals that only apply to one kind of SAE."""
 
     @property
     def first_text_position(self) -> int:
@@ -146,7 +148,11 @@ class EvalContext:
     def run_shape(self) -> RunShape:
         """The shape of this run's windows, as evals' `check` functions see it."""
         return RunShape(
-            self.windows.n_windows, self.windows.context_size, self.windows.prepend_bos, str(self.model.cfg.model_name)
+            self.windows.n_windows,
+            self.windows.context_size,
+            self.windows.prepend_bos,
+            str(self.model.cfg.model_name),
+            self.sae.cfg.architecture(),
         )
 
     def scored_start(self, skip_first_positions: int) -> int:

@@ -207,7 +207,7 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
         sae = load_sae(ref, request.device).eval()
         prepend_bos = bool(getattr(sae.cfg.metadata, "prepend_bos", True))
         model_name = request.model or sae.cfg.metadata.model_name or DEFAULT_MODEL
-        shape = RunShape(request.n_windows, request.context_size, prepend_bos, model_name)
+        shape = RunShape(request.n_windows, request.context_size, prepend_bos, model_name, sae.cfg.architecture())
         not_run: dict[str, EvalOutcome] = {}
         for spec in specs:
             try:

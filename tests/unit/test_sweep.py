@@ -75,6 +75,14 @@ def test_bad_recipes_are_refused_with_one_line(tmp_path, corpus, overrides, mess
         load_recipe(_recipe(tmp_path, corpus, **overrides))
 
 
+def test_a_recipe_publishing_into_a_file_without_its_markers_is_refused(tmp_path, corpus):
+    (tmp_path / "notes.md").write_text("no markers here\n")
+    with pytest.raises(UsageError, match="no <!-- sweep:tiny --> ... <!-- /sweep:tiny --> block"):
+        load_recipe(_recipe(tmp_path, corpus, publish="notes.md"))
+    with pytest.raises(UsageError, match="does not exist"):
+        load_recipe(_recipe(tmp_path, corpus, publish="missing.md"))
+
+
 def test_the_cli_exits_2_on_a_bad_recipe_before_loading_a_model(tmp_path, capsys):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
@@ -90,9 +98,14 @@ def test_sweep_trains_once_evaluates_and_tables_paired_effects(tiny_model, tmp_p
     monkeypatch.setattr(
         training, "train", lambda request, **kw: trained.append(request.out.name) or real_train(request, **kw)
     )
-    request = SweepRequest(recipe_path=_recipe(tmp_path, corpus), out=tmp_path / "sweep")
+    notes = tmp_path / "notes.md"
+    notes.write_text("before\n<!-- sweep:tiny -->\nold table\n<!-- /sweep:tiny -->\nafter\n")
+    request = SweepRequest(recipe_path=_recipe(tmp_path, corpus, publish="notes.md"), out=tmp_path / "sweep")
     result = run_sweep(request, model_loader=lambda *_: tiny_model)
     assert len(trained) == 6 and all(o.status == "ok" for o in result.outcomes)
+    published = notes.read_text()
+    assert published.startswith("before\n<!-- sweep:tiny -->\n") and published.endswith("<!-- /sweep:tiny -->\nafter\n")
+    assert "old table" not in published and "| control | control_relu | (control) |" in published
 
     def jaccard(variant: str, seed: int) -> float:
         path = tmp_path / "sweep" / "eval_results" / "temporal_stability"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tsae_evals.errors import UsageError
 from tsae_evals.sweep.recipe import Recipe, Variant, check_recipe, expand, load_recipe, referenced_variant
@@ -39,6 +39,12 @@ class SweepRequest:
     """Variant names to run (with their controls); empty: all."""
     tokens: int | None = None
     """Training tokens of every variant instead of the recipe's (a quicker or larger run of the same recipe)."""
+    executor: Literal["local", "ray"] = "local"
+    """local: everything in this process; ray: one Ray task per SAE to train and per (variant, eval)."""
+    ray_address: str | None = None
+    """Ray cluster to join (None: $RAY_ADDRESS or the running local cluster); executor ray only."""
+    cpus_per_task: float = 1.0
+    """CPUs each Ray task reserves (a cuda device also reserves one GPU per task)."""
 
 
 @dataclass
@@ -117,8 +123,17 @@ def run_sweep(request: SweepRequest, model_loader: Callable[[str, str], Any] | N
     """Run the recipe file the request names (see run_recipe)."""
     if request.recipe_path is None:
         raise UsageError("no recipe given", "pass a YAML recipe, e.g. recipes/all_architectures.yaml")
+    from tsae_evals.sweep.recipe import publish_target
+    from tsae_evals.sweep.table import publish
+
     recipe = load_recipe(request.recipe_path)
-    return run_recipe(recipe, request.out or Path("sweeps") / recipe.name, request, model_loader)
+    result = run_recipe(recipe, request.out or Path("sweeps") / recipe.name, request, model_loader)
+    if recipe.publish is not None:
+        if request.tokens is None and not request.only:
+            publish(recipe, result.rows, publish_target(recipe, request.recipe_path))
+        else:
+            print(f"{recipe.publish} not updated: --tokens or --only changed the recipe", flush=True)
+    return result
 
 
 def run_recipe(
@@ -144,22 +159,15 @@ def run_recipe(
     check_results_dir(out / "eval_results")
     check_device(request.device)
 
-    models: dict[str, Any] = {}
+    if request.executor == "ray":
+        from tsae_evals.sweep.ray_executor import absolute, connect
 
-    def shared_model(name: str, device: str) -> Any:
-        if name not in models:
-            models[name] = (model_loader or load_model)(name, device)
-        return models[name]
+        connect(request.ray_address)
+        out = absolute(out)
 
     jobs = list(train_requests(recipe, variants, out, request.device))
     hashes = [v.settings_hash(recipe, s) for v, s, _ in jobs]
-    pending = [(job, h) for job, h in zip(jobs, hashes, strict=True) if not is_trained(job[2].out, h)]
-    for index, ((variant, seed, train_request), settings_hash) in enumerate(pending, 1):
-        print(f"[{index}/{len(pending)}] training {variant.name} seed {seed}", flush=True)
-        trained_at = time.time()
-        train(train_request, model_loader=shared_model)
-        mark_trained(train_request.out, settings_hash, time.time() - trained_at)
-
+    pending = [index for index, (job, h) in enumerate(zip(jobs, hashes, strict=True)) if not is_trained(job[2].out, h)]
     run_request = RunRequest(
         sae_specs=[str(r.out) for _, _, r in jobs],
         eval_names=eval_names,
@@ -174,7 +182,33 @@ def run_recipe(
         config_overrides=list(recipe.run.config),
         allow_degenerate=recipe.run.allow_degenerate,
     )
-    outcomes = run(run_request, shared_model)
+    if request.executor == "ray":
+        from tsae_evals.sweep.ray_executor import RayPlan, run_on_ray
+
+        plan = RayPlan(jobs, set(pending), hashes, run_request, [spec.name for spec in parse_eval_names(eval_names)])
+        outcomes = run_on_ray(
+            plan,
+            address=request.ray_address,
+            device=request.device,
+            cpus_per_task=request.cpus_per_task,
+            model_loader=model_loader,
+        )
+    else:
+        models: dict[str, Any] = {}
+
+        def shared_model(name: str, device: str) -> Any:
+            if name not in models:
+                models[name] = (model_loader or load_model)(name, device)
+            return models[name]
+
+        for position, index in enumerate(pending, 1):
+            variant, seed, train_request = jobs[index]
+            print(f"[{position}/{len(pending)}] training {variant.name} seed {seed}", flush=True)
+            trained_at = time.time()
+            train(train_request, model_loader=shared_model)
+            mark_trained(train_request.out, hashes[index], time.time() - trained_at)
+        outcomes = run(run_request, shared_model)
+
     rows = comparison_rows(recipe, variants, {(v.name, s): r.out for v, s, r in jobs}, out / "eval_results")
     markdown, csv_path = write_tables(recipe, rows, out)
     plot = write_plot(rows, out / "effects.png")

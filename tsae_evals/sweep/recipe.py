@@ -101,6 +101,9 @@ class Recipe(BaseModel):
     """Evaluation settings."""
     metrics: list[str] = Field(default_factory=list)
     """Table columns as `eval.label` (labels as `run` prints them); empty: every headline metric."""
+    publish: str | None = None
+    """A Markdown file (relative to the recipe) holding `<!-- sweep:NAME -->` ... `<!-- /sweep:NAME -->`: the
+    table replaces what lies between, whenever the recipe runs as written (no --tokens, no --only)."""
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Recipe:
@@ -182,7 +185,20 @@ def load_recipe(path: Path) -> Recipe:
         where = ".".join(map(str, first["loc"])) or "recipe"
         raise UsageError(f"invalid recipe {path}: {where}: {first['msg']}", "see recipes/ for the layout") from None
     check_recipe(recipe, where=str(path))
+    if recipe.publish is not None:
+        publish_target(recipe, path)
     return recipe
+
+
+def publish_target(recipe: Recipe, recipe_path: Path) -> Path:
+    """The file the recipe's table goes into, checked to hold the recipe's markers."""
+    from tsae_evals.sweep.table import published_block
+
+    target = (recipe_path.parent / str(recipe.publish)).resolve()
+    if not target.is_file():
+        raise UsageError(f"recipe {recipe_path}: publish file {target} does not exist", "fix `publish` or drop it")
+    published_block(target.read_text(encoding="utf-8"), recipe.name, where=str(target))
+    return target
 
 
 def check_recipe(recipe: Recipe, where: str) -> None:

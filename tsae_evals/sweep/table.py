@@ -154,6 +154,31 @@ def markdown_table(recipe: Recipe, rows: list[dict[str, Any]]) -> str:
     return "\n".join(intro + lines) + "\n"
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+
+
+def published_block(text: str, name: str, where: str) -> tuple[int, int]:
+    """Start and end offsets of the text between the recipe's markers in `text`, or a UsageError."""
+    start_marker, end_marker = _markers(name)
+    start, end = text.find(start_marker), text.find(end_marker)
+    if start < 0 or end < start:
+        raise UsageError(
+            f"{where} has no {start_marker} ... {end_marker} block for the sweep's table",
+            "add both markers on their own lines where the table belongs, or drop `publish` from the recipe",
+        )
+    return start + len(start_marker), end
+
+
+def publish(recipe: Recipe, rows: list[dict[str, Any]], target: Path) -> None:
+    """Replace the block between the recipe's markers in `target` with the table (its title line dropped)."""
+    text = target.read_text(encoding="utf-8")
+    start, end = published_block(text, recipe.name, where=str(target))
+    table = markdown_table(recipe, rows).split("\n", 2)[2]
+    note = f"Written by `python -m tsae_evals sweep recipes/{recipe.name}.yaml`; do not edit by hand.\n\n"
+    target.write_text(text[:start] + "\n" + note + table + text[end:], encoding="utf-8")
+
+
 def write_tables(recipe: Recipe, rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """table.md and table.csv (one line per variant and metric, with every seed's value) under `out`."""
     out.mkdir(parents=True, exist_ok=True)
