@@ -35,6 +35,11 @@ BUILTIN_EVAL_MODULES = (
     "tsae_evals.evals.feature_lifetimes.eval",
     "tsae_evals.evals.context_switch.eval",
     "tsae_evals.evals.causal_interventions.eval",
+    "tsae_evals.evals.hierarchy.eval",
+    "tsae_evals.evals.lifecycle.eval",
+    "tsae_evals.evals.position_invariance.eval",
+    "tsae_evals.evals.feature_redundancy.eval",
+    "tsae_evals.evals.topic_unlearning.eval",
 )
 
 

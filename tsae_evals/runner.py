@@ -70,6 +70,9 @@ class RunRequest:
     """`eval.field=value` settings."""
     allow_degenerate: bool = False
     """Evaluate SAEs that fail preflight anyway."""
+    named_may_be_unavailable: bool = False
+    """A named eval that does not apply to an SAE (e.g. `hierarchy` on a ReLU SAE) is recorded unavailable instead
+    of refused: a sweep names the evals of a mix of architectures."""
     plots: bool = False
     """Draw each eval's pictures beside its JSON."""
     force: bool = False
@@ -214,7 +217,7 @@ def run(request: RunRequest, model_loader: Callable[[str, str], Any] | None = No
                 if spec.check is not None:
                     spec.check(shape, configs[spec.name])
             except Unavailable as exc:
-                if spec.name in named:
+                if spec.name in named and not request.named_may_be_unavailable:
                     raise
                 not_run[spec.name] = EvalOutcome(ref.label, spec.name, "unavailable", None, message=str(exc))
         prepared.append(

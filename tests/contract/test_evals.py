@@ -50,6 +50,7 @@ def long_model(device):
 CANNOT_RUN_ON_THE_TINY_MODEL = {
     "unlearning": "SAE-Bench's unlearning prompts only gemma-2-*-it; tests/unit/test_saebench_unlearning.py runs it "
     "end to end on a toy model of that name",
+    "hierarchy": "applies only to tsae_hierarchical SAEs; tests/unit/test_hierarchy_eval.py runs it on one",
 }
 """Evals the tiny model cannot serve: the contract run must report them unavailable (not failed), with a reason."""
 JUDGE_KEY_ENV = "TSAE_CONTRACT_JUDGE_KEY"

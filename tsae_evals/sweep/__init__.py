@@ -181,6 +181,7 @@ def run_recipe(
         results_dir=out / "eval_results",
         config_overrides=list(recipe.run.config),
         allow_degenerate=recipe.run.allow_degenerate,
+        named_may_be_unavailable=True,
     )
     if request.executor == "ray":
         from tsae_evals.sweep.ray_executor import RayPlan, run_on_ray
