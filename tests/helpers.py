@@ -133,3 +133,29 @@ def save_sae(sae: Any, path: Path) -> Path:
 def tiny_model_loader(name: str, device: str) -> Any:
     """A `model_loader(name, device)` that processes other than the test's (Ray workers) can import and call."""
     return tiny_model(device=device)
+
+
+def sweep_recipe(tmp_path: Path, corpus: Path, **overrides: Any) -> Path:
+    """A two-variant sweep recipe on the tiny model (a control and a consistency grid), written to tmp_path."""
+    import yaml
+
+    recipe = {
+        "name": "tiny",
+        "model": TINY_MODEL_NAME,
+        "layer": 0,
+        "dataset": str(corpus),
+        "seeds": [0, 1],
+        "train": {"tokens": 600, "expansion": 2, "batch_size_tokens": 124, "context_size": 32},
+        "control": "control",
+        "variants": [
+            {"name": "control", "arch": "control_relu"},
+            {"name": "consistency", "arch": "tsae_temporal_consistency", "grid": {"window_size": [2, 3]}},
+        ],
+        "evals": ["temporal_stability"],
+        "run": {"n_windows": 8, "batch_size": 4, "allow_degenerate": True},
+        "metrics": ["temporal_stability.jaccard", "temporal_stability.jaccard_excess"],
+    }
+    recipe.update(overrides)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

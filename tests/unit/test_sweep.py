@@ -9,7 +9,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import helpers
 from tsae_evals.cli.main import main
@@ -19,36 +18,13 @@ from tsae_evals.sweep import SweepRequest, load_recipe, run_sweep
 from tsae_evals.sweep.recipe import expand
 
 
-def _recipe(tmp_path: Path, corpus: Path, **overrides) -> Path:
-    recipe = {
-        "name": "tiny",
-        "model": helpers.TINY_MODEL_NAME,
-        "layer": 0,
-        "dataset": str(corpus),
-        "seeds": [0, 1],
-        "train": {"tokens": 600, "expansion": 2, "batch_size_tokens": 124, "context_size": 32},
-        "control": "control",
-        "variants": [
-            {"name": "control", "arch": "control_relu"},
-            {"name": "consistency", "arch": "tsae_temporal_consistency", "grid": {"window_size": [2, 3]}},
-        ],
-        "evals": ["temporal_stability"],
-        "run": {"n_windows": 8, "batch_size": 4, "allow_degenerate": True},
-        "metrics": ["temporal_stability.jaccard", "temporal_stability.jaccard_excess"],
-    }
-    recipe.update(overrides)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     return helpers.write_corpus(tmp_path / "corpus.txt", n_documents=80)
 
 
 def test_grids_expand_into_named_variants_with_the_control_resolved(tmp_path, corpus):
-    variants = expand(load_recipe(_recipe(tmp_path, corpus)))
+    variants = expand(load_recipe(helpers.sweep_recipe(tmp_path, corpus)))
     assert [v.name for v in variants] == ["control", "consistency[window_size=2]", "consistency[window_size=3]"]
     assert variants[1].options == {"window_size": 2} and variants[1].train["tokens"] == 600
     assert {v.control for v in variants} == {"control"}
@@ -72,15 +48,15 @@ def test_grids_expand_into_named_variants_with_the_control_resolved(tmp_path, co
 )
 def test_bad_recipes_are_refused_with_one_line(tmp_path, corpus, overrides, message):
     with pytest.raises(UsageError, match=message):
-        load_recipe(_recipe(tmp_path, corpus, **overrides))
+        load_recipe(helpers.sweep_recipe(tmp_path, corpus, **overrides))
 
 
 def test_a_recipe_publishing_into_a_file_without_its_markers_is_refused(tmp_path, corpus):
     (tmp_path / "notes.md").write_text("no markers here\n")
     with pytest.raises(UsageError, match="no <!-- sweep:tiny --> ... <!-- /sweep:tiny --> block"):
-        load_recipe(_recipe(tmp_path, corpus, publish="notes.md"))
+        load_recipe(helpers.sweep_recipe(tmp_path, corpus, publish="notes.md"))
     with pytest.raises(UsageError, match="does not exist"):
-        load_recipe(_recipe(tmp_path, corpus, publish="missing.md"))
+        load_recipe(helpers.sweep_recipe(tmp_path, corpus, publish="missing.md"))
 
 
 def test_the_cli_exits_2_on_a_bad_recipe_before_loading_a_model(tmp_path, capsys):
@@ -100,7 +76,9 @@ def test_sweep_trains_once_evaluates_and_tables_paired_effects(tiny_model, tmp_p
     )
     notes = tmp_path / "notes.md"
     notes.write_text("before\n<!-- sweep:tiny -->\nold table\n<!-- /sweep:tiny -->\nafter\n")
-    request = SweepRequest(recipe_path=_recipe(tmp_path, corpus, publish="notes.md"), out=tmp_path / "sweep")
+    request = SweepRequest(
+        recipe_path=helpers.sweep_recipe(tmp_path, corpus, publish="notes.md"), out=tmp_path / "sweep"
+    )
     result = run_sweep(request, model_loader=lambda *_: tiny_model)
     assert len(trained) == 6 and all(o.status == "ok" for o in result.outcomes)
     published = notes.read_text()
@@ -129,7 +107,7 @@ def test_sweep_trains_once_evaluates_and_tables_paired_effects(tiny_model, tmp_p
     trained.clear()
     again = run_sweep(request, model_loader=lambda *_: tiny_model)
     assert trained == [] and {o.status for o in again.outcomes} == {"reused"}
-    changed = _recipe(
+    changed = helpers.sweep_recipe(
         tmp_path,
         corpus,
         variants=[

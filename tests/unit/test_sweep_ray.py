@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tests import helpers
 from tsae_evals.errors import UsageError
@@ -20,26 +19,18 @@ REPOSITORY = Path(__file__).parents[2]
 
 
 def _recipe(tmp_path: Path) -> Path:
-    corpus = helpers.write_corpus(tmp_path / "corpus.txt", n_documents=80)
-    recipe = {
-        "name": "tiny_ray",
-        "model": helpers.TINY_MODEL_NAME,
-        "layer": 0,
-        "dataset": str(corpus),
-        "seeds": [0, 1],
-        "train": {"tokens": 600, "expansion": 2, "batch_size_tokens": 124, "context_size": 32},
-        "control": "control",
-        "variants": [
+    return helpers.sweep_recipe(
+        tmp_path,
+        helpers.write_corpus(tmp_path / "corpus.txt", n_documents=80),
+        name="tiny_ray",
+        variants=[
             {"name": "control", "arch": "control_relu"},
             {"name": "consistency", "arch": "tsae_temporal_consistency", "set": {"window_size": 2}},
             {"name": "lstm", "arch": "tsae_temporal_lstm", "set": {"init_from": "@control"}},
         ],
-        "evals": ["temporal_stability", "feature_lifetimes"],
-        "run": {"n_windows": 8, "batch_size": 4, "allow_degenerate": True},
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+        evals=["temporal_stability", "feature_lifetimes"],
+        metrics=[],
+    )
 
 
 def _table(path: Path) -> list[dict[str, str]]:

@@ -182,6 +182,7 @@ def run_recipe(
         config_overrides=list(recipe.run.config),
         allow_degenerate=recipe.run.allow_degenerate,
         named_may_be_unavailable=True,
+        plots=recipe.run.plots,
     )
     if request.executor == "ray":
         from tsae_evals.sweep.ray_executor import RayPlan, run_on_ray

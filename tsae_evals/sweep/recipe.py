@@ -65,6 +65,8 @@ class RunSpec(BaseModel):
     """`eval.field=value` overrides."""
     allow_degenerate: bool = False
     """Evaluate SAEs that fail preflight anyway (tiny test SAEs)."""
+    plots: bool = False
+    """Draw each eval's pictures beside its result files (`run --plots`)."""
 
 
 class Recipe(BaseModel):
