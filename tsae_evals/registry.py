@@ -40,6 +40,9 @@ BUILTIN_EVAL_MODULES = (
     "tsae_evals.evals.position_invariance.eval",
     "tsae_evals.evals.feature_redundancy.eval",
     "tsae_evals.evals.topic_unlearning.eval",
+    "tsae_evals.evals.agreement.eval",
+    "tsae_evals.evals.disambiguation.eval",
+    "tsae_evals.evals.coreference.eval",
 )
 
 
