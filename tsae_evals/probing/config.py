@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tsae_evals.probing.items import ProbeItem, read_items
+from tsae_evals.probing.probes import K_VALUES
+
+
+def _probe_size(value: int) -> int:
+    if value not in K_VALUES:
+        raise ValueError(f"must be one of {list(K_VALUES)}")
+    return value
+
+
+ProbeSize = Annotated[int, AfterValidator(_probe_size)]
+"""A probe size k for a single-k readout: one of the sizes every probe is fitted at (K_VALUES)."""
 
 
 class ProbeSettings(BaseModel):

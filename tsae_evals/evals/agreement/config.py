@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from tsae_evals.probing.config import ProbeSettings
+from tsae_evals.probing.config import ProbeSettings, ProbeSize
 from tsae_evals.probing.probes import K_VALUES
 
 
@@ -15,7 +15,7 @@ class AgreementConfig(ProbeSettings):
     n_pairs: int = Field(default=40, ge=2)
     """Minimal pairs (a singular and a plural subject) per template, half train and half test (ignored with
     `items_file`)."""
-    readout_k: int = 5
+    readout_k: ProbeSize = 5
     """The probe size (one of 1, 2, 5, 10, 20) of the carry curve, the susceptibility and the headline causal check."""
     carry_max_offset: int = Field(default=4, ge=1)
     """The carry curve follows the subject probe up to this many tokens after the subject (items end earlier:
@@ -27,13 +27,6 @@ class AgreementConfig(ProbeSettings):
     """Test items (the model gets right) the causal check runs on, at most (a seeded sample)."""
     random_draws: int = Field(default=2, ge=1)
     """Random latent sets of the same size ablated as the causal check's control (averaged)."""
-
-    @field_validator("readout_k")
-    @classmethod
-    def _readout_k(cls, value: int) -> int:
-        if value not in K_VALUES:
-            raise ValueError(f"readout_k must be one of {list(K_VALUES)}")
-        return value
 
     @field_validator("causal_k")
     @classmethod
