@@ -159,3 +159,23 @@ def sweep_recipe(tmp_path: Path, corpus: Path, **overrides: Any) -> Path:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def eval_context(model: Any, sae: Any, context_size: int, hook: str = HOOK) -> Any:
+    """An EvalContext on `model` whose run windows only set the context size and BOS (for evals that bring their
+    own text: the probes, the topic-unlearning stand-in)."""
+    from tsae_evals.context import EvalContext
+    from tsae_evals.data import TokenWindows
+    from tsae_evals.saes import SAERef
+
+    windows = TokenWindows(torch.zeros(1, context_size, dtype=torch.long), True, "unused", 0)
+    return EvalContext(
+        model=model,
+        sae=sae.to(model.cfg.device),
+        sae_ref=SAERef("test", None, "local", "test"),
+        hook_name=hook,
+        windows=windows,
+        seed=0,
+        device=str(model.cfg.device),
+        batch_size=8,
+    )

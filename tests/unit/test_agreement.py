@@ -14,7 +14,6 @@ import torch
 
 from tests import helpers
 from tsae_evals.context import EvalContext
-from tsae_evals.data import TokenWindows
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.agreement.config import AgreementConfig
 from tsae_evals.evals.agreement.data import IRREGULAR_NOUNS, TEMPLATES, VERB_PAIRS, generate_items
@@ -24,7 +23,6 @@ from tsae_evals.probing.encode import encode_items
 from tsae_evals.probing.items import ProbeItem, write_items
 from tsae_evals.results import read_record
 from tsae_evals.runner import RunRequest, run
-from tsae_evals.saes import SAERef
 
 SMALL = {"n_bootstrap": 100, "causal_items": 8, "random_draws": 1, "causal_k": [1, 5]}
 
@@ -128,17 +126,7 @@ def _tiny_items() -> list[ProbeItem]:
 
 
 def _context(model, sae) -> EvalContext:
-    windows = TokenWindows(torch.zeros(1, 8, dtype=torch.long), True, "unused", 0)
-    return EvalContext(
-        model=model,
-        sae=sae,
-        sae_ref=SAERef("test", None, "local", "test"),
-        hook_name=helpers.HOOK,
-        windows=windows,
-        seed=0,
-        device="cpu",
-        batch_size=8,
-    )
+    return helpers.eval_context(model, sae, 8)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,12 @@ import torch
 
 from tests import helpers
 from tsae_evals.context import EvalContext
-from tsae_evals.data import TokenWindows
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.coreference.config import CoreferenceConfig
 from tsae_evals.evals.coreference.eval import binding_scores, check, coreference, pair_logit_diff
 from tsae_evals.evals.coreference.result import CONDITIONS, OFFSETS, readout_name
 from tsae_evals.probing import forward
 from tsae_evals.probing.items import ProbeItem, write_items
-from tsae_evals.saes import SAERef
 
 NOUNS = {
     "train": ["cat", "dogs", "birds", "trains", "boats", "rivers"],
@@ -73,17 +71,7 @@ def tiny_items() -> list[ProbeItem]:
 
 
 def _context(model, sae) -> EvalContext:
-    windows = TokenWindows(torch.zeros(1, 32, dtype=torch.long), True, "unused", 0)
-    return EvalContext(
-        model=model,
-        sae=sae,
-        sae_ref=SAERef("test", None, "local", "test"),
-        hook_name=helpers.HOOK,
-        windows=windows,
-        seed=0,
-        device="cpu",
-        batch_size=8,
-    )
+    return helpers.eval_context(model, sae, 32)
 
 
 def _relu_identity_sae():

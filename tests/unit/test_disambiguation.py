@@ -14,27 +14,15 @@ import torch
 
 from tests import helpers
 from tsae_evals.context import EvalContext
-from tsae_evals.data import TokenWindows
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.disambiguation.config import DisambiguationConfig
 from tsae_evals.evals.disambiguation.eval import HOMONYM_DROP, balanced_mask, check, disambiguation
 from tsae_evals.probing.encode import encode_items
 from tsae_evals.probing.items import ProbeItem, write_items
-from tsae_evals.saes import SAERef
 
 
 def _context(model, sae, hook: str) -> EvalContext:
-    windows = TokenWindows(torch.zeros(1, 16, dtype=torch.long), True, "unused", 0)
-    return EvalContext(
-        model=model,
-        sae=sae,
-        sae_ref=SAERef("test", None, "local", "test"),
-        hook_name=hook,
-        windows=windows,
-        seed=0,
-        device="cpu",
-        batch_size=8,
-    )
+    return helpers.eval_context(model, sae, 16, hook)
 
 
 def test_on_the_tiny_model_every_generated_homonym_splits_and_the_result_is_nan_with_the_drops_counted(tiny_model):

@@ -11,7 +11,6 @@ import torch
 
 from tests import helpers
 from tsae_evals.context import EvalContext, RunShape
-from tsae_evals.data import TokenWindows
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.topic_unlearning.config import TopicUnlearningConfig
 from tsae_evals.evals.topic_unlearning.data import cut_windows, topic_windows
@@ -19,25 +18,13 @@ from tsae_evals.evals.topic_unlearning.eval import check, topic_unlearning_stand
 from tsae_evals.evals.topic_unlearning.interventions import clamp_latents, reconstruction_change, score_windows
 from tsae_evals.evals.topic_unlearning.selection import bootstrap_difference, matched_null, select_latents
 from tsae_evals.runner import RunRequest, run
-from tsae_evals.saes import SAERef
 
 CONTEXT = 48
 SMALL = {"n_selection_windows": 8, "n_eval_windows": 4, "n_bootstrap": 200}
 
 
 def _context(model, sae, hook: str = helpers.HOOK) -> EvalContext:
-    """An eval context on the tiny model; the run's own windows only set the context size and BOS."""
-    windows = TokenWindows(torch.zeros(1, CONTEXT, dtype=torch.long), True, "unused", 0)
-    return EvalContext(
-        model=model,
-        sae=sae.to(model.cfg.device),
-        sae_ref=SAERef("test", None, "local", "test"),
-        hook_name=hook,
-        windows=windows,
-        seed=0,
-        device=str(model.cfg.device),
-        batch_size=8,
-    )
+    return helpers.eval_context(model, sae, CONTEXT, hook)
 
 
 def _identity_sae(d: int = 4):
