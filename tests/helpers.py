@@ -179,3 +179,52 @@ def eval_context(model: Any, sae: Any, context_size: int, hook: str = HOOK) -> A
         device=str(model.cfg.device),
         batch_size=8,
     )
+
+
+def word_level_tokenizer(words: list[str]) -> Any:
+    """A fast tokenizer with one token per whitespace-separated word of `words` (plus <unk>, <bos>, <pad>)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    vocabulary = ["<unk>", "<bos>", "<pad>", *words]
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(vocabulary)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
+    directory = tempfile.mkdtemp(prefix="tsae-word-tokenizer-")
+    fast.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+PLANT_HOOK = "blocks.0.hook_resid_pre"
+"""Where `planted_direction` puts its signal: token + position embedding, before any layer."""
+
+
+def planted_direction(tokenizer: Any, marked_words: list[str], model_name: str) -> tuple[Any, Any]:
+    """A one-layer model whose residual at PLANT_HOOK is orthogonal to a unit direction u except for `+2u` exactly
+    on `marked_words`, and an SAE whose latent 0 = relu(x.u - 1) (1 on those words, 0 elsewhere; the other latents
+    never fire)."""
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=1, d_model=D_MODEL, n_heads=2, d_head=16, d_mlp=64, n_ctx=16, d_vocab=len(tokenizer),
+        act_fn="gelu", normalization_type="LN", model_name=model_name, seed=0, device="cpu",
+    )  # fmt: skip
+    model = HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(D_MODEL, generator=generator)
+    u /= u.norm()
+    embed = torch.randn(len(tokenizer), D_MODEL, generator=generator)
+    embed -= (embed @ u)[:, None] * u  # nothing along u ...
+    for word in marked_words:
+        embed[tokenizer.convert_tokens_to_ids(word)] += 2.0 * u  # ... but the marked words
+    with torch.no_grad():
+        model.W_E.copy_(embed)
+        model.W_pos.sub_((model.W_pos @ u)[:, None] * u)
+    sae = tiny_sae(d_sae=64, hook_name=PLANT_HOOK)
+    with torch.no_grad():
+        sae.W_enc[:, 0] = u
+        sae.W_dec[0] = u
+        sae.b_enc.fill_(-100.0)
+        sae.b_enc[0] = -1.0
+    return model, sae

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 
 import pytest
 import torch
@@ -69,8 +68,7 @@ def test_balanced_mask_keeps_as_many_of_each_label_as_the_rarer_has_per_cell():
 # --- a planted label: the sense appears exactly LAG tokens after the cue ---------------------------------------------
 
 LAG = 3
-PLANT_HOOK = "blocks.0.hook_resid_pre"
-D_MODEL = 32
+PLANT_HOOK = helpers.PLANT_HOOK
 HOMONYMS = [f"h{i}" for i in range(4)]
 CUES = {label: [f"c{label}x{i}" for i in range(16)] for label in (0, 1)}
 ECHOES = {label: [f"e{label}x{i}" for i in range(4)] for label in (0, 1)}
@@ -83,16 +81,7 @@ TEMPLATES = {
 
 
 def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    words = ["<unk>", "<bos>", "<pad>", *FILLER, *HOMONYMS, *CUES[0], *CUES[1], *ECHOES[0], *ECHOES[1]]
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
-    directory = tempfile.mkdtemp(prefix="tsae-disambiguation-tokenizer-")
-    fast.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
+    return helpers.word_level_tokenizer([*FILLER, *HOMONYMS, *CUES[0], *CUES[1], *ECHOES[0], *ECHOES[1]])
 
 
 def _items() -> list[ProbeItem]:
@@ -125,34 +114,8 @@ def _items() -> list[ProbeItem]:
 
 @pytest.fixture(scope="module")
 def planted():
-    """A one-layer model whose residual at PLANT_HOOK (token + position embedding) has +2u exactly on the label-1
-    echo words (none on anything else), and an SAE whose latent 0 = relu(x.u - 1) (the others never fire)."""
-    from sae_lens import HookedSAETransformer
-    from transformer_lens import HookedTransformerConfig
-
-    tokenizer = _tokenizer()
-    cfg = HookedTransformerConfig(
-        n_layers=1, d_model=D_MODEL, n_heads=2, d_head=16, d_mlp=64, n_ctx=16, d_vocab=len(tokenizer),
-        act_fn="gelu", normalization_type="LN", model_name="planted-disambiguation", seed=0, device="cpu",
-    )  # fmt: skip
-    model = HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
-    generator = torch.Generator().manual_seed(0)
-    u = torch.randn(D_MODEL, generator=generator)
-    u /= u.norm()
-    embed = torch.randn(len(tokenizer), D_MODEL, generator=generator)
-    embed -= (embed @ u)[:, None] * u
-    for word in ECHOES[1]:
-        embed[tokenizer.convert_tokens_to_ids(word)] += 2.0 * u
-    with torch.no_grad():
-        model.W_E.copy_(embed)
-        model.W_pos.sub_((model.W_pos @ u)[:, None] * u)
-    sae = helpers.tiny_sae(d_sae=64, hook_name=PLANT_HOOK)
-    with torch.no_grad():
-        sae.W_enc[:, 0] = u
-        sae.W_dec[0] = u
-        sae.b_enc.fill_(-100.0)
-        sae.b_enc[0] = -1.0
-    return model, sae
+    """The planted-direction model and SAE (tests.helpers), marking the label-1 echo words."""
+    return helpers.planted_direction(_tokenizer(), list(ECHOES[1]), "planted-disambiguation")
 
 
 def test_latency_of_a_label_planted_exactly_lag_tokens_after_the_cue(planted, tmp_path):

@@ -5,7 +5,6 @@ latent planted for exactly D tokens."""
 from __future__ import annotations
 
 import math
-import tempfile
 
 import pytest
 import torch
@@ -150,7 +149,6 @@ def test_edited_logit_diff_without_an_edit_is_the_gate_and_an_edit_changes_it(ti
 
 # --- a planted number direction -----------------------------------------------------------------------------------
 
-D_MODEL = 32
 CARRY = 2
 """Echo tokens after the noun that carry the noun's label (the planted latent persists exactly this long)."""
 PLURAL = [f"p{i}" for i in range(40)]
@@ -158,20 +156,7 @@ SINGULAR = [f"s{i}" for i in range(40)]
 ECHO_PLURAL = [f"x{i}" for i in range(8)]
 ECHO_SINGULAR = [f"y{i}" for i in range(8)]
 FILLER = ["the", "sat", "on", "a", "mat", "and", "or"]
-PLANT_HOOK = "blocks.0.hook_resid_pre"
-
-
-def _word_level_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    words = ["<unk>", "<bos>", "<pad>", *FILLER, *PLURAL, *SINGULAR, *ECHO_PLURAL, *ECHO_SINGULAR]
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
-    directory = tempfile.mkdtemp(prefix="tsae-word-tokenizer-")
-    fast.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
+PLANT_HOOK = helpers.PLANT_HOOK
 
 
 @pytest.fixture(scope="module")
@@ -179,32 +164,8 @@ def planted():
     """A one-layer model whose residual at PLANT_HOOK (token + position embedding) is orthogonal to a unit
     direction u except for `+2u` at plural nouns and at the CARRY echo words after them; an SAE whose latent 0
     reads u (and whose other latents never fire); and items `the NOUN E1 E2 sat on the mat`."""
-    from sae_lens import HookedSAETransformer
-    from transformer_lens import HookedTransformerConfig
-
-    tokenizer = _word_level_tokenizer()
-    cfg = HookedTransformerConfig(
-        n_layers=1, d_model=D_MODEL, n_heads=2, d_head=16, d_mlp=64, n_ctx=16, d_vocab=len(tokenizer),
-        act_fn="gelu", normalization_type="LN", model_name="planted", seed=0, device="cpu",
-    )  # fmt: skip
-    model = HookedSAETransformer(cfg, tokenizer=tokenizer).eval()
-    generator = torch.Generator().manual_seed(0)
-    u = torch.randn(D_MODEL, generator=generator)
-    u /= u.norm()
-    embed = torch.randn(len(tokenizer), D_MODEL, generator=generator)
-    embed -= (embed @ u)[:, None] * u  # nothing along u ...
-    for word in [*PLURAL, *ECHO_PLURAL]:
-        embed[tokenizer.convert_tokens_to_ids(word)] += 2.0 * u  # ... but the plural words
-    with torch.no_grad():
-        model.W_E.copy_(embed)
-        model.W_pos.sub_((model.W_pos @ u)[:, None] * u)
-
-    sae = helpers.tiny_sae(d_sae=64, hook_name=PLANT_HOOK)
-    with torch.no_grad():
-        sae.W_enc[:, 0] = u
-        sae.W_dec[0] = u
-        sae.b_enc.fill_(-100.0)  # the other latents never fire
-        sae.b_enc[0] = -1.0  # latent 0 = relu(x.u - 1): 1 on plural words, 0 elsewhere
+    tokenizer = helpers.word_level_tokenizer([*FILLER, *PLURAL, *SINGULAR, *ECHO_PLURAL, *ECHO_SINGULAR])
+    model, sae = helpers.planted_direction(tokenizer, [*PLURAL, *ECHO_PLURAL], "planted")
 
     rng = torch.Generator().manual_seed(1)
     items = []
