@@ -228,3 +228,66 @@ def planted_direction(tokenizer: Any, marked_words: list[str], model_name: str) 
         sae.b_enc.fill_(-100.0)
         sae.b_enc[0] = -1.0
     return model, sae
+
+
+def write_result(
+    results_dir: Path,
+    eval_name: str,
+    sae_id: str,
+    metrics: dict[str, dict[str, float]],
+    declared: dict[str, tuple[str, bool | None, bool]],
+    *,
+    architecture: str = "relu",
+    eval_version: int = 1,
+    config_hash: str = "cfg0",
+    model: str = "tiny-test-model",
+    seed: int = 0,
+    weights_hash: str | None = None,
+    l0: float = 10.0,
+    explained_variance: float = 0.9,
+    written_ms: int = 1_764_000_000_000,
+) -> Path:
+    """A result record as the runner writes it, with hand-chosen metrics; `declared` maps `category.metric` to
+    (label, higher_is_better, headline). Returns the file's path under `results_dir`."""
+    from tsae_evals.preflight import PreflightReport
+    from tsae_evals.results import EvalRecord, MetricInfo, Provenance, result_path, write_record
+
+    provenance = Provenance(
+        eval_name=eval_name,
+        eval_version=eval_version,
+        config_hash=config_hash,
+        sae_weights_hash=weights_hash or f"w-{sae_id}",
+        git_revision=None,
+        git_dirty=None,
+        model=model,
+        hook_name=HOOK,
+        dataset="corpus.txt",
+        n_windows=8,
+        context_size=16,
+        prepend_bos=True,
+        seed=seed,
+        device="cpu",
+        package_versions={},
+        wall_time_s=1.0,
+        preflight=PreflightReport(
+            status="pass", problems=[], warnings=[], probe_tokens=100, mean_l0=l0, explained_variance=explained_variance
+        ),
+    )
+    record = EvalRecord(
+        eval_type_id=eval_name,
+        eval_config={"n": 1},
+        eval_id=f"{eval_name}-{sae_id}",
+        datetime_epoch_millis=written_ms,
+        eval_result_metrics=metrics,
+        sae_lens_id=sae_id,
+        sae_lens_release_id="local",
+        sae_cfg_dict={"architecture": architecture},
+        metric_info={
+            key: MetricInfo(label=label, higher_is_better=direction, headline=headline)
+            for key, (label, direction, headline) in declared.items()
+        },
+        provenance=provenance,
+    )
+    path = result_path(results_dir, eval_name, "local", sae_id)
+    write_record(path, record)
+    return path

@@ -1,4 +1,4 @@
-"""`python -m tsae_evals {run,list,train,sweep,ablate-window}`."""
+"""`python -m tsae_evals {run,list,train,sweep,ablate-window,table,compare,check,tolerances}`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, sweep_cmd, train_cmd
+from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, sweep_cmd, table_cmd, train_cmd
 from tsae_evals.errors import UsageError
 from tsae_evals.quiet import quiet_libraries
 
@@ -15,6 +15,7 @@ EPILOG = """examples:
   python -m tsae_evals train --arch relu --layer 6 --tokens 300000 --out saes/l6-relu
   python -m tsae_evals run --sae saes/l6-relu --evals core,temporal_stability
   python -m tsae_evals list
+  python -m tsae_evals table eval_results --group-by arch
 """
 
 
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window}")
-    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd):
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window,table}")
+    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd, table_cmd):
         module.add_parser(commands)
     return parser
 
@@ -41,8 +42,10 @@ def _set_threads() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # so a written file can say what wrote it
     try:
-        _set_threads()
+        if getattr(args, "uses_torch", True):  # the report commands read JSON only: no torch import, no wait
+            _set_threads()
         with quiet_libraries():
             return int(args.handler(args))
     except UsageError as exc:
