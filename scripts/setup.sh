@@ -8,6 +8,18 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
+# The leaderboard's browser test drives Debian's Chromium; checked before the stamp so an installed venv still gets it.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        chromium_install=(apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+        # A stale package index is the usual failure: update only then. No browser is no reason to stop the install.
+        DEBIAN_FRONTEND=noninteractive "${chromium_install[@]}" >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive "${chromium_install[@]}" >/dev/null; } \
+            || echo "note: could not install chromium and chromium-driver; the leaderboard browser test will fail" >&2
+    else
+        echo "note: the leaderboard browser test needs Debian's chromium and chromium-driver (/usr/bin/chromium)" >&2
+    fi
+fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
 stamp=.venv/.tsae-evals-installed
 wanted=$(cat constraints.txt requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)

@@ -188,8 +188,8 @@ def build_leaderboard(
         row = Row(sae, records[0].architecture, l0, explained_variance, reference)
         by_eval = {loaded.eval_name: loaded for loaded in records}
         for column in columns:
-            loaded = by_eval.get(column.eval_name)
-            row.values[column.name] = loaded.numbers().get(column.key) if loaded is not None else None
+            source = by_eval.get(column.eval_name)
+            row.values[column.name] = source.numbers().get(column.key) if source is not None else None
         if sae.name in ambiguous and sae.weights_hash:  # same name, different weights: say which is which
             row.sae = SaeKey(sae.release, f"{sae.sae_id} [{sae.weights_hash[:8]}]", sae.weights_hash)
         rows.append(row)
@@ -244,6 +244,12 @@ def _keep(
     return True
 
 
+def shown_columns(board: Leaderboard, rows: Sequence[Row]) -> list[Column]:
+    """The board's columns that hold a value for at least one of `rows`: a group's table leaves out the evals
+    none of its SAEs ran."""
+    return [column for column in board.columns if any(row.values.get(column.name) is not None for row in rows)]
+
+
 def row_value(row: Row, name: str) -> float | None:
     """A column's value, with `l0` and `expl_var` from the row's reference."""
     if name == "l0":
@@ -266,18 +272,18 @@ def format_value(value: float | None) -> str:
 # --- output --------------------------------------------------------------------------------------------------
 
 
-def _header(board: Leaderboard) -> list[str]:
-    return ["sae", "arch", "l0", "expl_var", *(f"{column.name} {column.arrow}".strip() for column in board.columns)]
+def _header(columns: Sequence[Column]) -> list[str]:
+    return ["sae", "arch", "l0", "expl_var", *(f"{column.name} {column.arrow}".strip() for column in columns)]
 
 
-def _cells(row: Row, board: Leaderboard) -> list[str]:
+def _cells(row: Row, columns: Sequence[Column]) -> list[str]:
     star = "*" if row.reference == "preflight" else ""
     return [
         row.label,
         row.architecture,
         format_value(row.l0) + (star if row.l0 is not None else ""),
         format_value(row.explained_variance) + (star if row.explained_variance is not None else ""),
-        *(format_value(row.values.get(column.name)) for column in board.columns),
+        *(format_value(row.values.get(column.name)) for column in columns),
     ]
 
 
@@ -290,7 +296,7 @@ def legend(board: Leaderboard) -> str:
     return (
         f"Measured on {setups}. One row per SAE; ↑/↓: higher/lower is better (no arrow: a null, baseline or count "
         "shown beside its metric). L0 and expl_var come from `core`; a * marks the preflight's figures (about "
-        "1000 tokens) for an SAE with no core result. Empty cells: that eval was not run on that SAE."
+        "1000 tokens) for an SAE with no core result. Empty cells: that eval was not run on that SAE (in grouped tables, a metric no SAE of the group has is left out)."
     )
 
 
@@ -299,14 +305,15 @@ def to_markdown(board: Leaderboard, title: str = "Leaderboard", command: str | N
     if command:
         lines += [f"Written by `{command}`; do not edit by hand.", ""]
     lines += [legend(board), ""]
-    header = _header(board)
-    if board.group_by is None:
-        lines += _markdown_table(header, [_cells(row, board) for row in board.rows])
-    else:
-        for group in dict.fromkeys(row.group for row in board.rows):
-            lines += [f"## {group}", ""]
-            lines += _markdown_table(header, [_cells(row, board) for row in board.rows if row.group == group])
-            lines.append("")
+    groups = [board.rows] if board.group_by is None else [
+        [row for row in board.rows if row.group == group] for group in dict.fromkeys(row.group for row in board.rows)
+    ]  # fmt: skip
+    for rows in groups:
+        columns = shown_columns(board, rows)
+        if board.group_by is not None:
+            lines += [f"## {rows[0].group}", ""]
+        lines += _markdown_table(_header(columns), [_cells(row, columns) for row in rows])
+        lines.append("")
     if board.skipped:
         lines += ["", f"Skipped {len(board.skipped)} file(s):", *(f"- {line}" for line in board.skipped)]
     return "\n".join(lines).rstrip() + "\n"

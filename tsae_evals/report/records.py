@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from tsae_evals.errors import UsageError
 from tsae_evals.results import EvalRecord, MetricInfo, RecordError, read_record
 
