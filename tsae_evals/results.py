@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import tsae_evals
 from tsae_evals.preflight import PreflightReport
 
-RECORD_SCHEMA_VERSION = 2
-"""Layout of the whole record. 1: `schema_version` inside `provenance`, no `metric_info`, no weights hash."""
+RECORD_SCHEMA_VERSION = 3
+"""Layout of the whole record. 1: `schema_version` inside `provenance`, no `metric_info`, no weights hash.
+2: no `interval` in `metric_info` (a reader of schema 2 refuses the field, so records that may carry it are 3)."""
 REUSE_FIELDS = {
     "eval_name",
     "eval_version",
@@ -62,17 +63,58 @@ class MetricInfo(BaseModel):
     """Shown in the run summary and as a leaderboard column."""
     description: str = ""
     """One line on what it measures (the field's docstring)."""
+    interval: tuple[str, str] | None = None
+    """Keys of the record metrics holding this metric's 95% interval bounds, lower then upper (the coverage is the
+    eval config's `confidence` where it has one); None: the eval reports no interval for it."""
 
 
-def metric(*, label: str, higher_is_better: bool | None, headline: bool = False, default: Any = ...) -> Any:
-    """Declare a result field as a metric: `jaccard: float = metric(label="jaccard", higher_is_better=True)`."""
+def metric(
+    *,
+    label: str,
+    higher_is_better: bool | None,
+    headline: bool = False,
+    interval: tuple[str, str] | None = None,
+    default: Any = ...,
+) -> Any:
+    """Declare a result field as a metric: `jaccard: float = metric(label="jaccard", higher_is_better=True)`.
+    `interval` names the fields of the same category holding its interval bounds, lower then upper."""
     declared: dict[str, Any] = {"label": label, "higher_is_better": higher_is_better, "headline": headline}
+    if interval is not None:
+        declared["interval"] = list(interval)  # JSON-safe: json_schema_extra may end up in a JSON schema
     return Field(default, json_schema_extra={"metric": declared})
 
 
 def _declared(field: Any) -> dict[str, Any] | None:
     extra = field.json_schema_extra
     return extra.get("metric") if isinstance(extra, dict) else None
+
+
+def category_metric_info(category_name: str, category_cls: type[BaseModel]) -> dict[str, MetricInfo]:
+    """`category.metric` -> declaration for the declared fields of one category class (no instance needed), with
+    interval bounds resolved to full keys. A ValueError when a declared bound is not a field of the category: a
+    typo there would silently drop the interval from every comparison."""
+    fields = category_cls.model_fields
+    found: dict[str, MetricInfo] = {}
+    for name, field in fields.items():
+        declared = _declared(field)
+        if declared is None:
+            continue
+        declared = dict(declared)
+        bounds = declared.pop("interval", None)
+        interval = None
+        if bounds is not None:
+            missing = [str(bound) for bound in bounds if bound not in fields]
+            if len(bounds) != 2 or missing:
+                problem = f"it has no field {', '.join(missing)}" if missing else "that is not a (lower, upper) pair"
+                raise ValueError(
+                    f"{category_cls.__name__}.{name} declares interval={tuple(bounds)!r}, but {problem}; "
+                    f"name two fields of the same category ({', '.join(fields)})"
+                )
+            interval = (f"{category_name}.{bounds[0]}", f"{category_name}.{bounds[1]}")
+        found[f"{category_name}.{name}"] = MetricInfo(
+            **declared, interval=interval, description=field.description or ""
+        )
+    return found
 
 
 class MetricCategory(BaseModel):
@@ -106,17 +148,14 @@ class EvalResult(BaseModel):
         return config.model_dump(mode="json")
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        """`category.metric` -> declaration, for every declared metric in `metrics_dict()`."""
+        """`category.metric` -> declaration, for every declared metric in `metrics_dict()`; a ValueError names a
+        declared interval bound that is not a field of its category."""
         found: dict[str, MetricInfo] = {}
         metrics = self.metrics
         for category_name in type(metrics).model_fields:
             category = getattr(metrics, category_name)
-            if not isinstance(category, BaseModel):
-                continue
-            for name, field in type(category).model_fields.items():
-                declared = _declared(field)
-                if declared is not None:
-                    found[f"{category_name}.{name}"] = MetricInfo(**declared, description=field.description or "")
+            if isinstance(category, BaseModel):
+                found.update(category_metric_info(category_name, type(category)))
         return found
 
     def summary(self) -> dict[str, Any]:
@@ -319,6 +358,8 @@ def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     if raw["schema_version"] < 2:
         raw["metric_info"] = raw.get("metric_info") or {}
         raw["schema_version"] = 2
+    if raw["schema_version"] < 3:  # declarations gained an optional `interval`: nothing to convert
+        raw["schema_version"] = 3
     return raw
 
 

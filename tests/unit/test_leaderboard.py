@@ -195,3 +195,11 @@ def test_table_imports_no_torch(results: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_schema_2_file_loads_with_its_declarations() -> None:
+    found = load_records([FIXTURES / "schema2"])
+    assert found.records[0].record.schema_version == 3  # migrated on reading; the file is untouched
+    board = build_leaderboard(found)
+    assert board.rows[0].values["context_switch.auroc_w16"] == pytest.approx(0.7408, abs=1e-4)
+    assert "context_switch.auroc_w16 ↑" in to_markdown(board)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tsae_evals.cli import ablate_cmd, list_cmd, run_cmd, sweep_cmd, table_cmd, train_cmd
+from tsae_evals.cli import ablate_cmd, compare_cmd, list_cmd, run_cmd, sweep_cmd, table_cmd, train_cmd
 from tsae_evals.errors import UsageError
 from tsae_evals.quiet import quiet_libraries
 
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window,table}")
-    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd, table_cmd):
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window,table,compare}")
+    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd, table_cmd, compare_cmd):
         module.add_parser(commands)
     return parser
 

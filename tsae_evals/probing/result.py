@@ -88,97 +88,137 @@ class ProbeAccuracyMetrics(MetricCategory):
 
     prefix_labels: ClassVar[bool] = True
 
-    sae_top_1: float = metric(label="sae_k1", higher_is_better=True, headline=True)
+    sae_top_1: float = metric(
+        label="sae_k1", higher_is_better=True, headline=True, interval=("sae_top_1_ci_low", "sae_top_1_ci_high")
+    )
     """Test accuracy of the top-1 SAE latent probe."""
     sae_top_1_ci_low: float = metric(label="sae_k1_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     sae_top_1_ci_high: float = metric(label="sae_k1_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    sae_top_2: float = metric(label="sae_k2", higher_is_better=True)
+    sae_top_2: float = metric(label="sae_k2", higher_is_better=True, interval=("sae_top_2_ci_low", "sae_top_2_ci_high"))
     """Test accuracy of the top-2 SAE latent probe."""
     sae_top_2_ci_low: float = metric(label="sae_k2_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     sae_top_2_ci_high: float = metric(label="sae_k2_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    sae_top_5: float = metric(label="sae_k5", higher_is_better=True, headline=True)
+    sae_top_5: float = metric(
+        label="sae_k5", higher_is_better=True, headline=True, interval=("sae_top_5_ci_low", "sae_top_5_ci_high")
+    )
     """Test accuracy of the top-5 SAE latent probe."""
     sae_top_5_ci_low: float = metric(label="sae_k5_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     sae_top_5_ci_high: float = metric(label="sae_k5_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    sae_top_10: float = metric(label="sae_k10", higher_is_better=True)
+    sae_top_10: float = metric(
+        label="sae_k10", higher_is_better=True, interval=("sae_top_10_ci_low", "sae_top_10_ci_high")
+    )
     """Test accuracy of the top-10 SAE latent probe."""
     sae_top_10_ci_low: float = metric(label="sae_k10_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     sae_top_10_ci_high: float = metric(label="sae_k10_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    sae_top_20: float = metric(label="sae_k20", higher_is_better=True)
+    sae_top_20: float = metric(
+        label="sae_k20", higher_is_better=True, interval=("sae_top_20_ci_low", "sae_top_20_ci_high")
+    )
     """Test accuracy of the top-20 SAE latent probe."""
     sae_top_20_ci_low: float = metric(label="sae_k20_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     sae_top_20_ci_high: float = metric(label="sae_k20_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    residual_top_1: float = metric(label="resid_k1", higher_is_better=None, headline=True)
+    residual_top_1: float = metric(
+        label="resid_k1",
+        higher_is_better=None,
+        headline=True,
+        interval=("residual_top_1_ci_low", "residual_top_1_ci_high"),
+    )
     """Test accuracy of the top-1 residual-dimension probe (top-k raw dimensions, the bar the SAE must beat)."""
     residual_top_1_ci_low: float = metric(label="resid_k1_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     residual_top_1_ci_high: float = metric(label="resid_k1_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    residual_top_2: float = metric(label="resid_k2", higher_is_better=None)
+    residual_top_2: float = metric(
+        label="resid_k2", higher_is_better=None, interval=("residual_top_2_ci_low", "residual_top_2_ci_high")
+    )
     """Test accuracy of the top-2 residual-dimension probe (top-k raw dimensions, the bar the SAE must beat)."""
     residual_top_2_ci_low: float = metric(label="resid_k2_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     residual_top_2_ci_high: float = metric(label="resid_k2_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    residual_top_5: float = metric(label="resid_k5", higher_is_better=None)
+    residual_top_5: float = metric(
+        label="resid_k5", higher_is_better=None, interval=("residual_top_5_ci_low", "residual_top_5_ci_high")
+    )
     """Test accuracy of the top-5 residual-dimension probe (top-k raw dimensions, the bar the SAE must beat)."""
     residual_top_5_ci_low: float = metric(label="resid_k5_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     residual_top_5_ci_high: float = metric(label="resid_k5_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    residual_top_10: float = metric(label="resid_k10", higher_is_better=None)
+    residual_top_10: float = metric(
+        label="resid_k10", higher_is_better=None, interval=("residual_top_10_ci_low", "residual_top_10_ci_high")
+    )
     """Test accuracy of the top-10 residual-dimension probe (top-k raw dimensions, the bar the SAE must beat)."""
     residual_top_10_ci_low: float = metric(label="resid_k10_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     residual_top_10_ci_high: float = metric(label="resid_k10_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    residual_top_20: float = metric(label="resid_k20", higher_is_better=None)
+    residual_top_20: float = metric(
+        label="resid_k20", higher_is_better=None, interval=("residual_top_20_ci_low", "residual_top_20_ci_high")
+    )
     """Test accuracy of the top-20 residual-dimension probe (top-k raw dimensions, the bar the SAE must beat)."""
     residual_top_20_ci_low: float = metric(label="resid_k20_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     residual_top_20_ci_high: float = metric(label="resid_k20_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    random_sae_top_1: float = metric(label="random_sae_k1", higher_is_better=None)
+    random_sae_top_1: float = metric(
+        label="random_sae_k1", higher_is_better=None, interval=("random_sae_top_1_ci_low", "random_sae_top_1_ci_high")
+    )
     """Test accuracy of the top-1 random-SAE probe (same width, TopK at the SAE's L0)."""
     random_sae_top_1_ci_low: float = metric(label="random_sae_k1_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     random_sae_top_1_ci_high: float = metric(label="random_sae_k1_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    random_sae_top_2: float = metric(label="random_sae_k2", higher_is_better=None)
+    random_sae_top_2: float = metric(
+        label="random_sae_k2", higher_is_better=None, interval=("random_sae_top_2_ci_low", "random_sae_top_2_ci_high")
+    )
     """Test accuracy of the top-2 random-SAE probe (same width, TopK at the SAE's L0)."""
     random_sae_top_2_ci_low: float = metric(label="random_sae_k2_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     random_sae_top_2_ci_high: float = metric(label="random_sae_k2_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    random_sae_top_5: float = metric(label="random_sae_k5", higher_is_better=None)
+    random_sae_top_5: float = metric(
+        label="random_sae_k5", higher_is_better=None, interval=("random_sae_top_5_ci_low", "random_sae_top_5_ci_high")
+    )
     """Test accuracy of the top-5 random-SAE probe (same width, TopK at the SAE's L0)."""
     random_sae_top_5_ci_low: float = metric(label="random_sae_k5_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     random_sae_top_5_ci_high: float = metric(label="random_sae_k5_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    random_sae_top_10: float = metric(label="random_sae_k10", higher_is_better=None)
+    random_sae_top_10: float = metric(
+        label="random_sae_k10",
+        higher_is_better=None,
+        interval=("random_sae_top_10_ci_low", "random_sae_top_10_ci_high"),
+    )
     """Test accuracy of the top-10 random-SAE probe (same width, TopK at the SAE's L0)."""
     random_sae_top_10_ci_low: float = metric(label="random_sae_k10_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     random_sae_top_10_ci_high: float = metric(label="random_sae_k10_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    random_sae_top_20: float = metric(label="random_sae_k20", higher_is_better=None)
+    random_sae_top_20: float = metric(
+        label="random_sae_k20",
+        higher_is_better=None,
+        interval=("random_sae_top_20_ci_low", "random_sae_top_20_ci_high"),
+    )
     """Test accuracy of the top-20 random-SAE probe (same width, TopK at the SAE's L0)."""
     random_sae_top_20_ci_low: float = metric(label="random_sae_k20_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""
     random_sae_top_20_ci_high: float = metric(label="random_sae_k20_hi", higher_is_better=None)
     """Upper end of its bootstrap interval."""
-    full_residual: float = metric(label="full_resid", higher_is_better=None, headline=True)
+    full_residual: float = metric(
+        label="full_resid",
+        higher_is_better=None,
+        headline=True,
+        interval=("full_residual_ci_low", "full_residual_ci_high"),
+    )
     """Test accuracy of the probe on every residual dimension (the ceiling)."""
     full_residual_ci_low: float = metric(label="full_resid_lo", higher_is_better=None)
     """Lower end of its bootstrap interval."""

@@ -67,7 +67,7 @@ class BindingMetrics(MetricCategory):
 
     prefix_labels: ClassVar[bool] = True
 
-    score: float = metric(label="score", higher_is_better=True, headline=True)
+    score: float = metric(label="score", higher_is_better=True, headline=True, interval=("ci_low", "ci_high"))
     """Mean binding score over the probe items of the condition (train and test: nothing is fitted)."""
     ci_low: float = metric(label="score_lo", higher_is_better=None)
     """Lower end of its bootstrap interval over items."""

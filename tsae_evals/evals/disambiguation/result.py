@@ -14,7 +14,7 @@ from tsae_evals.results import MetricCategory, metric
 class EmbeddingControlMetrics(MetricCategory):
     """The token-embedding control: a probe on the model's input embedding of the homonym token."""
 
-    accuracy: float = metric(label="embedding_acc", higher_is_better=None)
+    accuracy: float = metric(label="embedding_acc", higher_is_better=None, interval=("ci_low", "ci_high"))
     """Test accuracy of the full logistic probe on the homonym token's embedding row (W_E), fitted and scored on
     the same items as the homonym probes (both cue positions). Every homonym carries both senses equally often
     among them, so this is at chance (0.5) by construction: a higher value means the items leak the label."""

@@ -20,7 +20,9 @@ DEFINITIONS = (
 
 
 class TurnoverMetrics(MetricCategory):
-    turnover: float = metric(label="turnover", higher_is_better=False, headline=True)
+    turnover: float = metric(
+        label="turnover", higher_is_better=False, headline=True, interval=("turnover_low", "turnover_high")
+    )
     """Births plus deaths per token per active latent (non-dense latents pooled)."""
     turnover_low: float = metric(label="turnover_low", higher_is_better=None)
     """Lower end of the bootstrap interval of turnover."""
@@ -28,7 +30,12 @@ class TurnoverMetrics(MetricCategory):
     """Upper end of the bootstrap interval of turnover."""
     turnover_shuffled: float = metric(label="turnover_null", higher_is_better=None, headline=True)
     """Turnover after shuffling positions within each window."""
-    turnover_ratio: float = metric(label="turnover_ratio", higher_is_better=False, headline=True)
+    turnover_ratio: float = metric(
+        label="turnover_ratio",
+        higher_is_better=False,
+        headline=True,
+        interval=("turnover_ratio_low", "turnover_ratio_high"),
+    )
     """turnover / turnover_shuffled: 1 is chance, below 1 latents switch less often than their rates imply."""
     turnover_ratio_low: float = metric(label="turnover_ratio_low", higher_is_better=None)
     """Lower end of the bootstrap interval of the ratio (paired: the same windows for SAE and null)."""

@@ -22,7 +22,12 @@ DEFINITION = (
 class InvarianceMetrics(MetricCategory):
     """Chunks of `chunk_size` positions (default 8)."""
 
-    mean_invariance: float = metric(label="invariance", higher_is_better=True, headline=True)
+    mean_invariance: float = metric(
+        label="invariance",
+        higher_is_better=True,
+        headline=True,
+        interval=("mean_invariance_ci_low", "mean_invariance_ci_high"),
+    )
     """Mean over scored latents of 1 - within-chunk SS / total SS (1: constant inside every chunk)."""
     median_invariance: float = metric(label="invariance_median", higher_is_better=True)
     """Median over scored latents of the same."""
@@ -30,7 +35,12 @@ class InvarianceMetrics(MetricCategory):
     """The same after shuffling the counted positions within each window."""
     mean_invariance_chance: float = metric(label="invariance_chance", higher_is_better=None)
     """Mean over scored latents of the score's exact expectation under that shuffle (see DEFINITION)."""
-    invariance_excess: float = metric(label="invariance_excess", higher_is_better=True, headline=True)
+    invariance_excess: float = metric(
+        label="invariance_excess",
+        higher_is_better=True,
+        headline=True,
+        interval=("invariance_excess_ci_low", "invariance_excess_ci_high"),
+    )
     """(mean - mean shuffled) / (1 - mean shuffled): 0 at the shuffle null, 1 for constant chunks."""
     fraction_above_null: float = metric(label="invariance_above_null", higher_is_better=True)
     """Share of scored latents whose score exceeds the same latent's shuffled score."""

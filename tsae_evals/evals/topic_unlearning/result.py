@@ -24,7 +24,12 @@ class StrategyMetrics(MetricCategory):
     """Mean change of top-1 next-token accuracy on held-out forget-topic windows."""
     delta_accuracy_retain: float = metric(label="dacc_retain", higher_is_better=True)
     """Mean change of top-1 next-token accuracy on held-out retain windows."""
-    selectivity: float = metric(label="selectivity", higher_is_better=True, headline=True)
+    selectivity: float = metric(
+        label="selectivity",
+        higher_is_better=True,
+        headline=True,
+        interval=("selectivity_ci_low", "selectivity_ci_high"),
+    )
     """delta_loss_forget - delta_loss_retain: how much more the intervention hurts the forget topic than the
     retained ones (offline topic stand-in, not WMDP)."""
     selectivity_ci_low: float = metric(label="selectivity_lo", higher_is_better=None)
@@ -41,7 +46,12 @@ class StrategyMetrics(MetricCategory):
     """delta_accuracy_retain of the control."""
     null_selectivity: float = metric(label="null_selectivity", higher_is_better=None)
     """selectivity of the control: what clamping as many latents that fire as often does without topic selection."""
-    selectivity_over_null: float = metric(label="sel_over_null", higher_is_better=True, headline=True)
+    selectivity_over_null: float = metric(
+        label="sel_over_null",
+        higher_is_better=True,
+        headline=True,
+        interval=("selectivity_over_null_ci_low", "selectivity_over_null_ci_high"),
+    )
     """selectivity - null_selectivity (per window, then averaged): the forget-specificity owed to the selection."""
     selectivity_over_null_ci_low: float = metric(label="sel_over_null_lo", higher_is_better=None)
     """Lower end of the bootstrap interval of selectivity_over_null (same resamples as selectivity's)."""
