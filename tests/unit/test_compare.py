@@ -3,17 +3,14 @@ refusals; plus the interval declarations that feed it."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 from scipy import stats
 
-from tsae_evals.cli import compare_cmd
-from tsae_evals.errors import UsageError
+from tsae_evals.cli.main import main
 from tsae_evals.preflight import PreflightReport
 from tsae_evals.results import EvalRecord, MetricInfo, Provenance, result_path, write_record
 
@@ -80,22 +77,8 @@ def write(
 
 
 def compare(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run `compare` as the CLI does (UsageError -> exit 2): through main() once it is registered there, else
-    through a parser built with compare_cmd.add_parser and main()'s handling of UsageError."""
-    from tsae_evals.cli import main as cli_main
-
-    commands = next(a for a in cli_main.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if "compare" in commands.choices:
-        code = cli_main.main(["compare", *argv])
-    else:
-        parser = argparse.ArgumentParser()
-        compare_cmd.add_parser(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(["compare", *argv])
-        try:
-            code = args.handler(args)
-        except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            code = 2
+    """Run `compare` as the CLI does (UsageError -> exit 2)."""
+    code = main(["compare", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -7,7 +7,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tsae_evals.cli import ablate_cmd, compare_cmd, list_cmd, run_cmd, sweep_cmd, table_cmd, train_cmd
+from tsae_evals.cli import (
+    ablate_cmd,
+    check_cmd,
+    compare_cmd,
+    list_cmd,
+    run_cmd,
+    sweep_cmd,
+    table_cmd,
+    tolerances_cmd,
+    train_cmd,
+)
 from tsae_evals.errors import UsageError
 from tsae_evals.quiet import quiet_libraries
 
@@ -16,6 +26,7 @@ EPILOG = """examples:
   python -m tsae_evals run --sae saes/l6-relu --evals core,temporal_stability
   python -m tsae_evals list
   python -m tsae_evals table eval_results --group-by arch
+  python -m tsae_evals check --baseline baselines/my-sae --results eval_results
 """
 
 
@@ -26,8 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,train,sweep,ablate-window,table,compare}")
-    for module in (run_cmd, list_cmd, train_cmd, sweep_cmd, ablate_cmd, table_cmd, compare_cmd):
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,list,train,sweep,ablate-window,table,compare,check,tolerances}"
+    )
+    for module in (
+        run_cmd,
+        list_cmd,
+        train_cmd,
+        sweep_cmd,
+        ablate_cmd,
+        table_cmd,
+        compare_cmd,
+        check_cmd,
+        tolerances_cmd,
+    ):
         module.add_parser(commands)
     return parser
 

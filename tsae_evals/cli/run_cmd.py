@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tsae_evals.data.documents import DEFAULT_DATASET
 from tsae_evals.runner import CPU_BATCH_SIZE, GPU_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from tsae_evals.runner import RunRequest
 
 EPILOG = """examples:
   python -m tsae_evals run --sae saes/l6-relu --evals core,temporal_stability
@@ -32,6 +36,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="PATH|RELEASE:ID",
         help="sae-lens directory or release:sae_id; repeatable or comma-separated",
     )
+    add_measurement_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed for document order and shuffles (default 0)")
+    parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
+    parser.add_argument(
+        "--artifacts-dir",
+        type=Path,
+        default=None,
+        help="where evals cache activations and probes they reuse across SAEs and runs "
+        "(default: artifacts/ in $TSAE_EVALS_CACHE or ~/.cache/tsae_evals)",
+    )
+    parser.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)",
+    )
+    parser.add_argument("--plots", action="store_true", help="also draw each eval's pictures (PNG beside its JSON)")
+    parser.add_argument(
+        "--force", action="store_true", help="recompute results that already exist for the same SAE, eval and data"
+    )
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
+    parser.set_defaults(handler=handle)
+
+
+def add_measurement_arguments(parser: argparse.ArgumentParser) -> None:
+    """What decides the numbers besides the SAE and the seed: evals, model, data, windows, device and config
+    overrides. Shared by `run` and `tolerances`, so a tolerance is measured exactly as the run it stands for."""
     parser.add_argument("--evals", required=True, help="comma-separated eval names or groups (see `list`)")
     parser.add_argument(
         "--model",
@@ -52,16 +82,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"windows per model forward (default {CPU_BATCH_SIZE} on a CPU, {GPU_BATCH_SIZE} on a GPU)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for document order and shuffles (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--results-dir", type=Path, default=Path("eval_results"), help="default eval_results")
-    parser.add_argument(
-        "--artifacts-dir",
-        type=Path,
-        default=None,
-        help="where evals cache activations and probes they reuse across SAEs and runs "
-        "(default: artifacts/ in $TSAE_EVALS_CACHE or ~/.cache/tsae_evals)",
-    )
     parser.add_argument(
         "--config",
         action="append",
@@ -69,36 +90,36 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="EVAL.FIELD=VALUE",
         help="override an eval config field; repeatable",
     )
-    parser.add_argument(
-        "--allow-degenerate",
-        action="store_true",
-        help="evaluate SAEs that fail preflight anyway (their JSON still says they failed)",
-    )
-    parser.add_argument("--plots", action="store_true", help="also draw each eval's pictures (PNG beside its JSON)")
-    parser.add_argument(
-        "--force", action="store_true", help="recompute results that already exist for the same SAE, eval and data"
-    )
-    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed evals")
-    parser.set_defaults(handler=handle)
 
 
-def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.runner import RunRequest, exit_code, run
-    from tsae_evals.summary import format_summary
+def measurement_request(args: argparse.Namespace, sae_specs: list[str], **fields: Any) -> RunRequest:
+    """The RunRequest those arguments describe, with `fields` (seed, results_dir, ...) on top."""
+    from tsae_evals.runner import RunRequest
 
-    request = RunRequest(
-        sae_specs=args.sae,
+    return RunRequest(
+        sae_specs=sae_specs,
         eval_names=args.evals,
         model=args.model,
         dataset=args.dataset,
         n_windows=args.n_windows,
         context_size=args.context_size,
         batch_size=args.batch_size,
-        seed=args.seed,
         device=args.device,
+        config_overrides=args.config,
+        **fields,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.runner import exit_code, run
+    from tsae_evals.summary import format_summary
+
+    request = measurement_request(
+        args,
+        args.sae,
+        seed=args.seed,
         results_dir=args.results_dir,
         artifacts_dir=args.artifacts_dir,
-        config_overrides=args.config,
         allow_degenerate=args.allow_degenerate,
         plots=args.plots,
         force=args.force,

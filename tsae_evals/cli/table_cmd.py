@@ -75,7 +75,9 @@ def handle(args: argparse.Namespace) -> int:
         print(describe_skipped(found.skipped), file=sys.stderr)
     if args.list_metrics:
         for name, column in available_columns(found).items():
-            print(f"{name:<48} {column.arrow or '·'}  {column.description.splitlines()[0] if column.description else ''}")
+            print(
+                f"{name:<48} {column.arrow or '·'}  {column.description.splitlines()[0] if column.description else ''}"
+            )
         return 0
     board = build_leaderboard(
         found,
