@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,10 @@ def test_markdown_and_csv_carry_directions_and_full_precision(results: Path) -> 
 
 
 def test_an_sae_without_core_takes_l0_from_its_preflight_marked(tmp_path: Path) -> None:
-    metrics = {"jaccard": {"adjacent_jaccard_excess": 0.03}, "smoothness": {"lipschitz": 0.2, "lipschitz_shuffled": 0.4}}
+    metrics = {
+        "jaccard": {"adjacent_jaccard_excess": 0.03},
+        "smoothness": {"lipschitz": 0.2, "lipschitz_shuffled": 0.4},
+    }
     write_result(tmp_path, "temporal_stability", "lonely", metrics, STABILITY, l0=42.0, explained_variance=0.7)
     board = build_leaderboard(load_records([tmp_path]))
     assert (board.rows[0].l0, board.rows[0].reference) == (42.0, "preflight")
@@ -203,3 +207,45 @@ def test_a_schema_2_file_loads_with_its_declarations() -> None:
     board = build_leaderboard(found)
     assert board.rows[0].values["context_switch.auroc_w16"] == pytest.approx(0.7408, abs=1e-4)
     assert "context_switch.auroc_w16 ↑" in to_markdown(board)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_leaderboard_is_what_its_command_writes_from_the_committed_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval_results/LEADERBOARD.md names the command that wrote it; rerun from the committed records, it must give
+    the same Markdown and CSV (so a changed result or reader without a regenerated leaderboard fails here)."""
+    committed = (REPO / "eval_results" / "LEADERBOARD.md").read_text(encoding="utf-8")
+    command = committed.split("Written by `", 1)[1].split("`", 1)[0]
+    argv = shlex.split(command)[3:]  # after `python -m tsae_evals`
+    out = argv.index("--out")
+    assert argv[out + 1] == "eval_results", "the committed leaderboard is written into eval_results/"
+    argv[out + 1] = str(tmp_path)
+    monkeypatch.chdir(REPO)
+    assert main(argv) == 0
+    fresh = (tmp_path / "LEADERBOARD.md").read_text(encoding="utf-8").replace(str(tmp_path), "eval_results")
+    assert fresh == committed, "regenerate it: " + command
+    assert (tmp_path / "leaderboard.csv").read_text() == (REPO / "eval_results" / "leaderboard.csv").read_text()
+    assert (REPO / "eval_results" / "leaderboard.html").stat().st_size > 0
+
+
+def test_the_example_ci_workflow_runs_only_commands_that_parse() -> None:
+    """examples/sae-regression-check.yml: valid YAML whose tsae_evals commands our CLI accepts as written."""
+    import yaml
+
+    from tsae_evals.cli.main import build_parser
+
+    workflow = yaml.safe_load((REPO / "examples" / "sae-regression-check.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    commands = [
+        line.split("-m tsae_evals", 1)[1].split("|", 1)[0]
+        for step in steps
+        for line in step.get("run", "").splitlines()
+        if "-m tsae_evals" in line
+    ]
+    assert {shlex.split(command)[0] for command in commands} >= {"train", "run", "compare", "check", "table"}
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command))  # SystemExit on an option the CLI does not have
