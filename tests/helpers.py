@@ -235,9 +235,10 @@ def write_result(
     eval_name: str,
     sae_id: str,
     metrics: dict[str, dict[str, float]],
-    declared: dict[str, tuple[str, bool | None, bool]],
+    declared: dict[str, Any],
     *,
     architecture: str = "relu",
+    sae_cfg: dict[str, Any] | None = None,
     eval_version: int = 1,
     config_hash: str = "cfg0",
     model: str = "tiny-test-model",
@@ -247,8 +248,8 @@ def write_result(
     explained_variance: float = 0.9,
     written_ms: int = 1_764_000_000_000,
 ) -> Path:
-    """A result record as the runner writes it, with hand-chosen metrics; `declared` maps `category.metric` to
-    (label, higher_is_better, headline). Returns the file's path under `results_dir`."""
+    """A result record as the runner writes it, with hand-chosen metrics; `declared` maps `category.metric` to a
+    MetricInfo or to (label, higher_is_better, headline). Returns the file's path under `results_dir`."""
     from tsae_evals.preflight import PreflightReport
     from tsae_evals.results import EvalRecord, MetricInfo, Provenance, result_path, write_record
 
@@ -281,10 +282,12 @@ def write_result(
         eval_result_metrics=metrics,
         sae_lens_id=sae_id,
         sae_lens_release_id="local",
-        sae_cfg_dict={"architecture": architecture},
+        sae_cfg_dict=sae_cfg if sae_cfg is not None else {"architecture": architecture},
         metric_info={
-            key: MetricInfo(label=label, higher_is_better=direction, headline=headline)
-            for key, (label, direction, headline) in declared.items()
+            key: info
+            if isinstance(info, MetricInfo)
+            else MetricInfo(label=info[0], higher_is_better=info[1], headline=info[2])
+            for key, info in declared.items()
         },
         provenance=provenance,
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from tests.helpers import write_result
 from tsae_evals.cli.main import main
-from tsae_evals.preflight import PreflightReport
-from tsae_evals.results import EvalRecord, MetricInfo, Provenance, result_path, write_record
+from tsae_evals.results import EvalRecord, MetricInfo, result_path
 
 DECLARED = {
     "scores.good": MetricInfo(label="good", higher_is_better=True, headline=True),
@@ -41,39 +41,10 @@ def write(
     model: str = "tiny-test-model",
 ) -> Path:
     """A record as the runner writes it, with hand-chosen `scores.*` metrics."""
-    provenance = Provenance(
-        eval_name=eval_name,
-        eval_version=eval_version,
-        config_hash=config_hash,
-        sae_weights_hash=f"w-{sae_id}",
-        git_revision=None,
-        git_dirty=None,
-        model=model,
-        hook_name="blocks.0.hook_resid_post",
-        dataset="corpus.txt",
-        n_windows=8,
-        context_size=16,
-        prepend_bos=True,
-        seed=0,
-        device="cpu",
-        package_versions={},
-        wall_time_s=1.0,
-        preflight=PreflightReport(status="pass", problems=[], warnings=[], probe_tokens=100),
-    )
-    record = EvalRecord(
-        eval_type_id=eval_name,
-        eval_config={"n": 1},
-        eval_id=f"{eval_name}-{sae_id}",
-        datetime_epoch_millis=1_764_000_000_000,
-        eval_result_metrics={"scores": metrics},
-        sae_lens_id=sae_id,
-        sae_lens_release_id="local",
-        metric_info=declared,
-        provenance=provenance,
-    )
-    path = result_path(folder, eval_name, "local", sae_id)
-    write_record(path, record)
-    return path
+    return write_result(
+        folder, eval_name, sae_id, {"scores": metrics}, declared,
+        eval_version=eval_version, config_hash=config_hash, model=model,
+    )  # fmt: skip
 
 
 def compare(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -3,7 +3,6 @@ page needs nothing from the network, and the figures are drawn for a small board
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 import tempfile
@@ -13,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from tsae_evals.preflight import PreflightReport
+from tests.helpers import write_result
 from tsae_evals.report.figures import write_figures
 from tsae_evals.report.html import to_html
 from tsae_evals.report.leaderboard import Leaderboard, build_leaderboard
 from tsae_evals.report.records import load_records
-from tsae_evals.results import EvalRecord, MetricInfo, Provenance, result_path, write_record
+from tsae_evals.results import MetricInfo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -46,48 +45,6 @@ JACCARD = "temporal_stability.jaccard_excess"
 SMOOTHNESS = "temporal_stability.smoothness"
 
 
-def _provenance(eval_name: str, name: str, l0: float, explained_variance: float) -> Provenance:
-    preflight = PreflightReport(
-        status="pass", problems=[], warnings=[], probe_tokens=1000, mean_l0=l0, explained_variance=explained_variance
-    )
-    return Provenance(
-        eval_name=eval_name,
-        eval_version=1,
-        config_hash="0" * 16,
-        sae_weights_hash=hashlib.sha256(name.encode()).hexdigest()[:16],
-        git_revision=None,
-        git_dirty=None,
-        model="tiny-model",
-        hook_name="blocks.0.hook_resid_post",
-        dataset="tiny-corpus",
-        n_windows=8,
-        context_size=16,
-        prepend_bos=True,
-        seed=0,
-        device="cpu",
-        package_versions={},
-        python_version="3.11",
-        wall_time_s=0.1,
-        preflight=preflight,
-    )
-
-
-def _record(eval_name: str, name: str, arch: str, l0: float, ev: float, metrics: dict[str, dict[str, Any]],
-            info: dict[str, MetricInfo]) -> EvalRecord:  # fmt: skip
-    return EvalRecord(
-        eval_type_id=eval_name,
-        eval_config={},
-        eval_id=f"{eval_name}-{name}",
-        datetime_epoch_millis=1_700_000_000_000,
-        eval_result_metrics=metrics,
-        sae_lens_id=name,
-        sae_lens_release_id="local",
-        sae_cfg_dict={"architecture": "standard", "metadata": {"tsae_arch": arch}},
-        metric_info=info,
-        provenance=_provenance(eval_name, name, l0, ev),
-    )
-
-
 def write_results(root: Path, saes: dict[str, tuple[str, float, float, float, float]]) -> Path:
     """A core and a temporal_stability record per SAE, as the runner lays them out."""
     core_info = {
@@ -108,14 +65,16 @@ def write_results(root: Path, saes: dict[str, tuple[str, float, float, float, fl
     }
     for name, (arch, l0, ev, jaccard, smoothness) in saes.items():
         core = {"sparsity": {"l0": l0}, "reconstruction_quality": {"explained_variance": ev}}
-        write_record(result_path(root, "core", "local", name), _record("core", name, arch, l0, ev, core, core_info))
+        cfg = {"architecture": "standard", "metadata": {"tsae_arch": arch}}
+        write_result(root, "core", name, core, core_info, sae_cfg=cfg, l0=l0, explained_variance=ev)
         temporal = {
             "jaccard": {"jaccard_excess": jaccard},
             "smoothness": {"smoothness": smoothness},
             "counts": {"dense_excluded": 3},
         }
-        record = _record("temporal_stability", name, arch, l0, ev, temporal, temporal_info)
-        write_record(result_path(root, "temporal_stability", "local", name), record)
+        write_result(
+            root, "temporal_stability", name, temporal, temporal_info, sae_cfg=cfg, l0=l0, explained_variance=ev
+        )
     return root
 
 
