@@ -14,7 +14,7 @@ from statistics import NormalDist
 
 from tsae_evals.errors import UsageError
 from tsae_evals.report.leaderboard import Column, format_value
-from tsae_evals.report.records import Loaded, RecordSet
+from tsae_evals.report.records import Loaded, RecordSet, refuse_unknown
 from tsae_evals.results import MetricInfo
 
 SIGNIFICANCE = 0.05
@@ -178,21 +178,13 @@ def _choose_metrics(
         for eval_name, d in declarations.items()
     }  # fmt: skip
     if evals:
-        unknown = [name for name in evals if name not in present]
-        if unknown:
-            raise UsageError(
-                f"--evals names {', '.join(unknown)}, which neither side has results of",
-                f"choose among: {', '.join(sorted(present))}",
-            )
+        refuse_unknown("--evals", evals, present, why="which neither side has results of",
+                       fix=f"choose among: {', '.join(sorted(present))}")  # fmt: skip
         columns = {name: found for name, found in columns.items() if name in evals}
     if metrics:
         by_name = {column.name: column for found in columns.values() for column in found}
-        unknown = [name for name in metrics if name not in by_name]
-        if unknown:
-            raise UsageError(
-                f"--metrics names {', '.join(unknown)}, which no loaded result declares",
-                f"name them as eval.label, e.g. {next(iter(by_name), 'core.l0')} (`table --list-metrics` lists them)",
-            )
+        refuse_unknown("--metrics", metrics, by_name, why="which no loaded result declares",
+                       fix=f"name them as eval.label, e.g. {next(iter(by_name), 'core.l0')} (`table --list-metrics` lists them)")  # fmt: skip
         chosen: dict[str, list[Column]] = {}
         for name in dict.fromkeys(metrics):
             chosen.setdefault(by_name[name].eval_name, []).append(by_name[name])

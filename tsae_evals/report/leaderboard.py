@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
 from tsae_evals.errors import UsageError
-from tsae_evals.report.records import DataKey, Loaded, RecordSet, SaeKey
+from tsae_evals.report.records import DataKey, Loaded, RecordSet, SaeKey, refuse_unknown
 
 DEFAULT_L0_BANDS = (20.0, 40.0, 80.0, 160.0, 320.0)
 """Band edges: SAE-Bench compares SAEs across L0 20-200, and only like against like is a fair comparison."""
@@ -108,20 +108,12 @@ def choose_columns(found: RecordSet, evals: Sequence[str] | None, metrics: Seque
     available = available_columns(found)
     present = {loaded.eval_name for loaded in found.records}
     if evals:
-        unknown = [name for name in evals if name not in present]
-        if unknown:
-            raise UsageError(
-                f"--evals names {', '.join(unknown)}, which no loaded result is from",
-                f"choose among: {', '.join(sorted(present))}",
-            )
+        refuse_unknown("--evals", evals, present, why="which no loaded result is from",
+                       fix=f"choose among: {', '.join(sorted(present))}")  # fmt: skip
     if metrics:
         available.update(_undeclared(found, metrics, available))
-        unknown = [name for name in metrics if name not in available]
-        if unknown:
-            raise UsageError(
-                f"--metrics names {', '.join(unknown)}, which no loaded result declares",
-                f"name them as eval.label, e.g. {next(iter(available), 'core.l0')}; `--list-metrics` shows them all",
-            )
+        refuse_unknown("--metrics", metrics, available, why="which no loaded result declares",
+                       fix=f"name them as eval.label, e.g. {next(iter(available), 'core.l0')}; `--list-metrics` shows them all")  # fmt: skip
         return [available[name] for name in metrics]
     headline_keys = {
         (eval_name, key) for eval_name, declared in found.declarations().items() for key, info in declared.items()

@@ -178,5 +178,13 @@ def load_records(paths: Sequence[Path]) -> RecordSet:
     return found
 
 
+def refuse_unknown(option: str, names: Iterable[str], known: Iterable[str], *, why: str, fix: str) -> None:
+    """A UsageError naming every value of `option` not in `known` (e.g. an eval no loaded result is from)."""
+    known = set(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(f"{option} names {', '.join(unknown)}, {why}", fix)
+
+
 def describe_skipped(skipped: Sequence[str]) -> str:
     return "\n".join(f"skipped {line}" for line in skipped)
