@@ -49,8 +49,14 @@ class SAERef:
 
 
 def split_sae_specs(values: list[str]) -> list[str]:
-    """`--sae` is repeatable and comma-separated; keep order, drop duplicates."""
-    specs = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    """`--sae` is repeatable and comma-separated; keep order, drop duplicates. A value that is an existing path
+    stays whole: a sweep's grid variants live in directories named like `consistency[window_size=8,coefficient=1]`."""
+    specs = [
+        part.strip()
+        for value in values
+        for part in ([value] if Path(value).expanduser().exists() else value.split(","))
+        if part.strip()
+    ]
     return list(dict.fromkeys(specs))
 
 

@@ -127,3 +127,13 @@ def test_every_shipped_recipe_validates():
         recipe = load_recipe(path)
         assert recipe.gpu_note, f"{path.name} says nothing about the sizes a GPU user should use"
         assert expand(recipe)
+
+
+def test_a_grid_variants_directory_with_commas_is_one_sae_spec(tmp_path):
+    """A two-key grid names its variant `name[a=1,b=2]`: the sweep passes that directory to `run`, whose --sae
+    splits on commas. An existing path stays whole; anything else still splits."""
+    from tsae_evals.saes import split_sae_specs
+
+    grid_dir = tmp_path / "consistency[window_size=8,consistency_coefficient=1.0]"
+    grid_dir.mkdir()
+    assert split_sae_specs([str(grid_dir), "a,b", "a"]) == [str(grid_dir), "a", "b"]
