@@ -68,6 +68,16 @@ class MetricInfo(BaseModel):
     eval config's `confidence` where it has one); None: the eval reports no interval for it."""
 
 
+def direction_arrow(higher_is_better: bool | None) -> str:
+    """ "↑", "↓", or "" for a metric with no better side: how every table marks a declared direction."""
+    return "" if higher_is_better is None else "↑" if higher_is_better else "↓"
+
+
+def direction_word(higher_is_better: bool | None) -> str:
+    """ "higher", "lower", or "" for a metric with no better side: the same, spelled out for CSV and HTML."""
+    return "" if higher_is_better is None else "higher" if higher_is_better else "lower"
+
+
 def metric(
     *,
     label: str,

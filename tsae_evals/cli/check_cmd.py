@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,26 +88,19 @@ def _measure_hint(out: Path) -> str:
 
 
 def _only(found: RecordSet, patterns: list[str], side: str) -> RecordSet:
-    from tsae_evals.errors import UsageError
-    from tsae_evals.report.records import RecordSet
+    from tsae_evals.report.records import select_saes
 
-    names = {loaded.sae.name for loaded in found.records}
-    if not patterns or len(names) == 1:  # a single-SAE side is the reference for whichever SAE is picked
+    if len({loaded.sae.name for loaded in found.records}) == 1:  # the reference for whichever SAE is picked
         return found
-    kept = [loaded for loaded in found.records if any(fnmatch(loaded.sae.name, p) for p in patterns)]
-    if not kept:
-        raise UsageError(
-            f"--sae {', '.join(patterns)} matches no SAE of the {side} ({', '.join(sorted(names))})",
-            "pass a pattern matching one of those names",
-        )
-    return RecordSet(kept, found.skipped)
+    return select_saes(found, patterns, side, "--sae")
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tsae_evals.cli import comma_list
     from tsae_evals.report.records import load_records
     from tsae_evals.report.regression import check, read_tolerances
 
-    patterns = [part.strip() for value in args.sae for part in value.split(",") if part.strip()]
+    patterns = [part for value in args.sae for part in comma_list(value)]
     tolerances = read_tolerances(tolerance_path(args.baseline, args.tolerances))
     baseline = _only(load_records([args.baseline]), patterns, "baseline")
     current = _only(load_records([args.results]), patterns, "current results")

@@ -8,6 +8,7 @@ import glob
 import sys
 from pathlib import Path
 
+from tsae_evals.cli import comma_list
 from tsae_evals.errors import UsageError
 
 EPILOG = """examples:
@@ -49,10 +50,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle, uses_torch=False)
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
-
-
 def _paths(spec: str, side: str) -> list[Path]:
     """The path as given, or what a (quoted) glob matches: a shell expands an unquoted one into extra arguments."""
     path = Path(spec)
@@ -65,8 +62,8 @@ def _paths(spec: str, side: str) -> list[Path]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tsae_evals.report.compare import build_comparison, select_saes, to_csv, to_markdown
-    from tsae_evals.report.records import describe_skipped, load_records
+    from tsae_evals.report.compare import build_comparison, to_csv, to_markdown
+    from tsae_evals.report.records import describe_skipped, load_records, select_saes
 
     sides = []
     skipped: list[str] = []
@@ -83,8 +80,8 @@ def handle(args: argparse.Namespace) -> int:
     comparison = build_comparison(
         sides[0],
         sides[1],
-        evals=_split(args.evals),
-        metrics=_split(args.metrics),
+        evals=comma_list(args.evals),
+        metrics=comma_list(args.metrics),
         all_metrics=args.all_metrics,
         allow_mixed=args.allow_mixed,
     )

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from tsae_evals.cli import comma_list
 from tsae_evals.errors import UsageError
 
 OUT_FILES = ("LEADERBOARD.md", "leaderboard.csv", "leaderboard.html")
@@ -38,10 +39,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--allow-mixed", action="store_true", help="put results of different models, hooks or datasets in one table"
     )
     parser.set_defaults(handler=handle, uses_torch=False)
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 def _l0_range(value: str | None) -> tuple[float | None, float | None]:
@@ -81,10 +78,10 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     board = build_leaderboard(
         found,
-        evals=_split(args.evals),
-        metrics=_split(args.metrics),
+        evals=comma_list(args.evals),
+        metrics=comma_list(args.metrics),
         sae_patterns=args.sae,
-        architectures=_split(args.arch),
+        architectures=comma_list(args.arch),
         l0_range=_l0_range(args.l0),
         sort=args.sort,
         group_by=args.group_by,

@@ -9,13 +9,12 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from statistics import NormalDist
 
 from tsae_evals.errors import UsageError
-from tsae_evals.report.leaderboard import Column, format_value
+from tsae_evals.report.leaderboard import Column, format_value, raw_value
 from tsae_evals.report.records import Loaded, RecordSet, refuse_unknown
-from tsae_evals.results import MetricInfo
+from tsae_evals.results import MetricInfo, direction_word
 
 SIGNIFICANCE = 0.05
 """p below this is marked significant."""
@@ -128,20 +127,6 @@ class Comparison:
 
 
 # --- choosing what to compare --------------------------------------------------------------------------------
-
-
-def select_saes(found: RecordSet, patterns: Sequence[str] | None, side: str, option: str) -> RecordSet:
-    """The records whose SAE name matches one of `patterns` (fnmatch); all without patterns."""
-    if not patterns:
-        return found
-    kept = [loaded for loaded in found.records if any(fnmatch(loaded.sae.name, p) for p in patterns)]
-    if not kept:
-        names = sorted({loaded.sae.name for loaded in found.records})
-        raise UsageError(
-            f"no SAE in {side} matches {option} {' '.join(patterns)} (there: {', '.join(names)})",
-            f"match SAE names as the records spell them, e.g. {option} '{names[0].split('-')[0]}-*'",
-        )
-    return RecordSet(kept, list(found.skipped))
 
 
 def _by_variant(found: RecordSet) -> dict[str, dict[str, list[Loaded]]]:
@@ -464,16 +449,12 @@ def to_csv(comparison: Comparison) -> str:
     )  # fmt: skip
     for compared in comparison.evals:
         for row in compared.rows:
-            direction = {True: "higher", False: "lower"}.get(row.column.higher_is_better, "")  # type: ignore[arg-type]
             writer.writerow(
-                [row.eval_name, row.base_sae, row.new_sae, row.column.label, row.column.key, direction,
-                 _raw(row.base.mean if row.base.values else None), _raw(row.base.sd), row.base.n,
-                 _raw(row.new.mean if row.new.values else None), _raw(row.new.sd), row.new.n,
-                 _raw(row.delta if row.base.values and row.new.values else None), _raw(row.relative_delta),
-                 row.verdict, _raw(row.p), row.significant, row.basis, compared.provenance]
+                [row.eval_name, row.base_sae, row.new_sae, row.column.label, row.column.key,
+                 direction_word(row.column.higher_is_better),
+                 raw_value(row.base.mean if row.base.values else None), raw_value(row.base.sd), row.base.n,
+                 raw_value(row.new.mean if row.new.values else None), raw_value(row.new.sd), row.new.n,
+                 raw_value(row.delta if row.base.values and row.new.values else None), raw_value(row.relative_delta),
+                 row.verdict, raw_value(row.p), row.significant, row.basis, compared.provenance]
             )  # fmt: skip
     return out.getvalue()
-
-
-def _raw(value: float | None) -> str:
-    return "" if value is None else repr(value)

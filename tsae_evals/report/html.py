@@ -10,6 +10,7 @@ from html import escape
 from pathlib import Path
 
 from tsae_evals.report.leaderboard import Column, Leaderboard, Row, format_value, legend, shown_columns
+from tsae_evals.results import direction_word
 
 _IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _PREFLIGHT_NOTE = "from the preflight (about 1000 tokens): this SAE has no core result"
@@ -105,7 +106,7 @@ def _number(value: float | None) -> str:
 
 
 def _direction(higher_is_better: bool | None) -> str:
-    return "none" if higher_is_better is None else "higher" if higher_is_better else "lower"
+    return direction_word(higher_is_better) or "none"
 
 
 def _attrs(**values: str) -> str:

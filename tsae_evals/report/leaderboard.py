@@ -12,6 +12,7 @@ from fnmatch import fnmatch
 
 from tsae_evals.errors import UsageError
 from tsae_evals.report.records import DataKey, Loaded, RecordSet, SaeKey, refuse_unknown
+from tsae_evals.results import direction_arrow, direction_word
 
 DEFAULT_L0_BANDS = (20.0, 40.0, 80.0, 160.0, 320.0)
 """Band edges: SAE-Bench compares SAEs across L0 20-200, and only like against like is a fair comparison."""
@@ -37,7 +38,7 @@ class Column:
 
     @property
     def arrow(self) -> str:
-        return {True: "↑", False: "↓"}.get(self.higher_is_better, "")  # type: ignore[arg-type]
+        return direction_arrow(self.higher_is_better)
 
 
 @dataclass
@@ -318,15 +319,16 @@ def to_csv(board: Leaderboard) -> str:
     writer.writerow(["sae", "release", "weights_hash", "arch", "group", "l0", "expl_var", "reference",
                      *(column.name for column in board.columns)])  # fmt: skip
     writer.writerow(["direction", "", "", "", "", "", "higher", "",
-                     *({True: "higher", False: "lower"}.get(c.higher_is_better, "") for c in board.columns)])  # type: ignore[arg-type]  # fmt: skip
+                     *(direction_word(c.higher_is_better) for c in board.columns)])  # fmt: skip
     for row in board.rows:
         writer.writerow(
             [row.sae.sae_id, row.sae.release, row.sae.weights_hash or "", row.architecture, row.group,
-             _raw(row.l0), _raw(row.explained_variance), row.reference,
-             *(_raw(row.values.get(column.name)) for column in board.columns)]
+             raw_value(row.l0), raw_value(row.explained_variance), row.reference,
+             *(raw_value(row.values.get(column.name)) for column in board.columns)]
         )  # fmt: skip
     return out.getvalue()
 
 
-def _raw(value: float | None) -> str:
+def raw_value(value: float | None) -> str:
+    """A CSV cell at full precision (empty for a missing value)."""
     return "" if value is None else repr(value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 from tsae_evals.errors import UsageError
@@ -176,6 +177,21 @@ def load_records(paths: Sequence[Path]) -> RecordSet:
             problem += f" ({len(found.skipped)} unreadable: {found.skipped[0]})"
         raise UsageError(problem, "point at folders that `python -m tsae_evals run` wrote (e.g. eval_results/)")
     return found
+
+
+def select_saes(found: RecordSet, patterns: Sequence[str] | None, where: str, option: str) -> RecordSet:
+    """The records whose SAE name matches one of `patterns` (fnmatch); all without patterns. Matching nothing is a
+    UsageError that lists the names there are."""
+    if not patterns:
+        return found
+    kept = [loaded for loaded in found.records if any(fnmatch(loaded.sae.name, p) for p in patterns)]
+    if not kept:
+        names = sorted({loaded.sae.name for loaded in found.records})
+        raise UsageError(
+            f"no SAE in {where} matches {option} {' '.join(patterns)} (there: {', '.join(names)})",
+            f"match SAE names as the records spell them, e.g. {option} '{names[0].split('-')[0]}-*'",
+        )
+    return RecordSet(kept, list(found.skipped))
 
 
 def refuse_unknown(option: str, names: Iterable[str], known: Iterable[str], *, why: str, fix: str) -> None:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import tsae_evals
 from tsae_evals.errors import UsageError
 from tsae_evals.report.records import Loaded, RecordSet, SaeKey
-from tsae_evals.results import write_json_atomic
+from tsae_evals.results import direction_arrow, write_json_atomic
 
 TOLERANCES_SCHEMA_VERSION = 1
 """Layout of the tolerance file."""
@@ -292,8 +292,7 @@ class MetricCheck:
 
     @property
     def name(self) -> str:
-        arrow = {True: " ↑", False: " ↓"}.get(self.higher_is_better, "")  # type: ignore[arg-type]
-        return f"{self.label}{arrow}"
+        return f"{self.label} {direction_arrow(self.higher_is_better)}".rstrip()
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tsae_evals.errors import UsageError
+from tsae_evals.results import direction_arrow
 
 if TYPE_CHECKING:
     from tsae_evals.sweep.recipe import Recipe, Variant
@@ -125,7 +126,7 @@ def markdown_table(recipe: Recipe, rows: list[dict[str, Any]]) -> str:
     """The table as Markdown: mean ± SD over seeds, and Δ (mean ± SD of the paired difference) to the control."""
     metric_names = list(rows[0]["metrics"]) if rows else []
     arrows = {
-        name: {True: " ↑", False: " ↓"}.get(rows[0]["metrics"][name]["higher_is_better"], "") for name in metric_names
+        name: f" {direction_arrow(rows[0]['metrics'][name]['higher_is_better'])}".rstrip() for name in metric_names
     }
     header = ["variant", "arch", "control", "mechanism share", *(f"{name}{arrows[name]}" for name in metric_names)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
