@@ -102,7 +102,41 @@ def _from_hf_dir(path: Path, device: str) -> HookedSAETransformer:
     )
     del hf_model
     # TransformerLens would print "Moving model to device" on every load.
-    return model.to(device, print_details=False).eval()
+    return matmul_ready_layout(model.to(device, print_details=False).eval())
+
+
+def matmul_ready_layout(model: HookedSAETransformer) -> HookedSAETransformer:
+    """Store weights in the memory layout TransformerLens's forward asks for; values and shapes are unchanged.
+
+    Its gated MLP, attention projections and unembedding permute each weight and copy it contiguous on every
+    forward (to match HF's `nn.Linear` layout); stored that way already, the copy is a no-op. Outputs are
+    bit-identical (a test checks it). Measured on a CPU with SmolLM2 to layer 7: 8 short texts (12 tokens) 0.58x
+    the time, 8 x 128 tokens 0.74x; a full forward, whose unembedding copied 113 MB each time, 0.88x. Only the
+    code paths that copy are touched: the plain MLP and split-input attention read their weights as stored, and
+    a change of layout there could change their rounding."""
+    import torch
+    from transformer_lens.components import AbstractAttention, GatedMLP, Unembed
+
+    def relayout(param: Any, order: tuple[int, ...]) -> None:
+        inverse = sorted(range(len(order)), key=order.__getitem__)
+        param.data = param.data.permute(*order).contiguous().permute(*inverse)
+
+    for module in model.modules():
+        if isinstance(module, GatedMLP):
+            for param in (module.W_gate, module.W_in, module.W_out):
+                relayout(param, (1, 0))
+        elif isinstance(module, Unembed):
+            relayout(module.W_U, (1, 0))
+        elif isinstance(module, AbstractAttention) and not (
+            module.cfg.use_split_qkv_input or module.cfg.use_attn_in or module.cfg.load_in_4bit
+        ):
+            # Grouped-query attention's K and V are expanded copies made per forward: their layout cannot help.
+            for name in ("W_Q", "W_K", "W_V"):
+                if isinstance(module._parameters.get(name), torch.nn.Parameter):
+                    relayout(module._parameters[name], (0, 2, 1))
+            if not module.cfg.use_attn_result:
+                relayout(module.W_O, (2, 0, 1))
+    return model
 
 
 def _from_official_name(name: str, device: str) -> HookedSAETransformer:
@@ -125,7 +159,7 @@ def _from_official_name(name: str, device: str) -> HookedSAETransformer:
             f"could not download {name!r} from the Hugging Face hub ({type(exc).__name__})",
             f"check hub access and credentials (HF_TOKEN), or use the offline default {DEFAULT_MODEL!r}",
         ) from exc
-    return model.eval()
+    return matmul_ready_layout(model.eval())
 
 
 def check_device(device: str) -> None:

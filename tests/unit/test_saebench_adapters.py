@@ -188,3 +188,36 @@ def test_scr_reports_the_mean_and_spread_of_its_seeds(two_saes_run):
     # the tiny SAE has 64 latents: thresholds beyond its width are not run, and stay null
     assert record.eval_result_metrics["scr_metrics"]["scr_metric_threshold_100"] is None
     assert record.metric_info["seed_spread.scr_metric_threshold_10"].label == "scr_10_sd"
+
+
+def test_sae_probes_fits_the_model_baseline_once_for_every_sae_of_a_run(tmp_path, monkeypatch, device):
+    from sae_probes import run_baselines
+
+    fits = []
+    logreg = run_baselines.METHODS["logreg"]
+
+    def counted(*args, **kwargs):
+        fits.append(args[0].shape)
+        return logreg(*args, **kwargs)
+
+    monkeypatch.setitem(run_baselines.METHODS, "logreg", counted)
+    model = helpers.tiny_model(n_ctx=32, device=device)
+    saes = [str(helpers.save_sae(helpers.tiny_sae(seed=seed), tmp_path / f"sae{seed}")) for seed in (0, 1)]
+    request = RunRequest(
+        sae_specs=saes,
+        eval_names="sparse_probing_sae_probes",
+        dataset=str(helpers.write_corpus(tmp_path / "corpus.txt")),
+        n_windows=8,
+        context_size=32,
+        results_dir=tmp_path / "results",
+        artifacts_dir=tmp_path / "artifacts",
+        device=device,
+        config_overrides=['sparse_probing_sae_probes.dataset_names=["5_hist_fig_ismale"]'],
+    )
+    outcomes = run(request, model_loader=lambda *_: model)
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.message for o in outcomes]
+    assert len(fits) == 1
+    llm = [read_record(o.path).eval_result_metrics["llm"] for o in outcomes if o.path is not None]
+    assert llm[0] == llm[1] and 0.0 <= llm[0]["llm_test_accuracy"] <= 1.0
+    # each SAE's own results lived in a folder of its own, gone with the call
+    assert not list((tmp_path / "artifacts").rglob("tsae_evals-*"))

@@ -24,6 +24,7 @@ from unittest import mock
 from tsae_evals.data import bios
 from tsae_evals.errors import UsageError
 from tsae_evals.evals.saebench.adapter import artifacts_folder, contained, saebench_output, saebench_sae
+from tsae_evals.evals.saebench.encode_memo import memoized_encodes
 from tsae_evals.evals.saebench.scr_and_tpp.config import ScrConfig, TppConfig
 from tsae_evals.evals.saebench.scr_and_tpp.result import SPREAD, ScrResult, TppResult
 from tsae_evals.registry import register_eval
@@ -126,7 +127,11 @@ def _run_seeds(
             "scr" if perform_scr else "tpp",
             {"seed": seed, "pairs": pairs, "classes": tpp_classes, **cfg.model_dump(exclude={"seeds", "n_values"})},
         )
-        with contained("scr" if perform_scr else "tpp"), templated_bios(seed, cfg, tpp_classes):
+        with (
+            contained("scr" if perform_scr else "tpp"),
+            templated_bios(seed, cfg, tpp_classes),
+            memoized_encodes(sae),
+        ):
             results, per_class = scr_main.run_eval_single_sae(saebench_cfg, sae, ctx.model, ctx.device, str(folder))
         runs.append((seed, results, per_class))
     return runs, saebench_cfg

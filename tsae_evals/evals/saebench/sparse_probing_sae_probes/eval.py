@@ -5,13 +5,18 @@ What it absorbs:
   that cache first with its own `ensure_dataset_activations`, handing it our model, so its loader never runs.
 - SAE-Bench reads its "commit hash" with `git rev-parse` in the working directory (the user's repository): replaced
   by the installed version.
-- Its per-SAE results are idempotent by file name (a retrained SAE of the same name would reuse stale numbers): we
-  give each call a fresh results folder; only the model's activations are cached, keyed on model, hook and length.
+- Its per-SAE results are idempotent by file name (a retrained SAE of the same name would reuse stale numbers):
+  each call gets a results folder of its own, removed afterwards. What does not depend on the SAE is cached and
+  shared by every SAE of a run: the model's activations (keyed on model, hook and length) and its logistic
+  baseline on them (keyed on those and the seed), which SAE-Bench's `run_eval` would otherwise fit again for each
+  SAE we hand it one at a time.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import uuid
 from typing import TYPE_CHECKING
 from unittest import mock
 
@@ -24,6 +29,9 @@ from tsae_evals.results import installed_versions
 
 if TYPE_CHECKING:
     from tsae_evals.context import EvalContext, RunShape
+
+SAE_PROBES_BATCH_SIZE = 32
+"""Texts per model forward when filling sae-probes' activation cache (its `ensure_dataset_activations` default)."""
 
 
 def check(shape: RunShape, cfg: SparseProbingSaeProbesConfig) -> None:
@@ -48,19 +56,26 @@ def sparse_probing_sae_probes(ctx: EvalContext, cfg: SparseProbingSaeProbesConfi
     from sae_probes.generate_model_activations import ensure_dataset_activations
 
     max_seq_len = cfg.max_seq_len or ctx.windows.context_size
+    seed = ctx.seed if cfg.random_seed is None else cfg.random_seed
     model_cache = artifacts_folder(ctx, "sparse_probing_sae_probes", {"max_seq_len": max_seq_len})
+    # sae-probes writes the baseline at the top of `results_path` and each SAE's results in a subfolder named after
+    # the SAE's release: a folder keyed on what the baseline depends on, and a release name used once.
+    results = artifacts_folder(
+        ctx, "sparse_probing_sae_probes_results", {"max_seq_len": max_seq_len, "seed": seed, "method": "logreg"}
+    )
+    release = f"tsae_evals-{uuid.uuid4().hex}"
     model_name = str(ctx.model.cfg.model_name)
     sae = saebench_sae(ctx)
     with tempfile.TemporaryDirectory(prefix="tsae-sae-probes-") as scratch:
         saebench_cfg = SparseProbingSaeProbesEvalConfig(
             model_name=model_name,
-            random_seed=ctx.seed if cfg.random_seed is None else cfg.random_seed,
+            random_seed=seed,
             dataset_names=list(cfg.dataset_names),
             reg_type=cfg.reg_type,
             setting="normal",
             ks=list(cfg.ks),
             binarize=cfg.binarize,
-            results_path=f"{scratch}/results",
+            results_path=str(results),
             model_cache_path=str(model_cache),
             include_llm_baseline=cfg.include_llm_baseline,
             baseline_method="logreg",
@@ -78,13 +93,19 @@ def sparse_probing_sae_probes(ctx: EvalContext, cfg: SparseProbingSaeProbesConfi
                 model_cache_path=model_cache,
                 device=ctx.device,
                 max_seq_len=max_seq_len,
-                batch_size=ctx.batch_size,
+                # sae-probes' own default as a floor: its texts are short, and on a CPU 8 per forward (our default
+                # there) spends a quarter of the time on per-forward overhead
+                batch_size=max(ctx.batch_size, SAE_PROBES_BATCH_SIZE),
                 model=ctx.model,
             )
-            outputs = wrapper.run_eval(
-                saebench_cfg, [("tsae_evals", sae)], ctx.device, f"{scratch}/out", force_rerun=True
-            )
+            try:
+                outputs = wrapper.run_eval(
+                    saebench_cfg, [(release, sae)], ctx.device, f"{scratch}/out", force_rerun=True
+                )
+            finally:
+                for sae_results in results.glob(f"{release}_*"):
+                    shutil.rmtree(sae_results)
         (output,) = outputs.values()
-    # The scratch paths mean nothing once the folder is gone; the cache folder is worth keeping on record.
+    # The SAE's own results are gone with their folder; the caches are worth keeping on record.
     output["eval_config"]["results_path"] = ""
     return SparseProbingSaeProbesResult.from_output(output)

@@ -1,0 +1,123 @@
+"""Repeated encodes answered from memory (evals/saebench/encode_memo.py): the same tensors, never a stale one, and
+SAE-Bench's SCR numbers bit-identical with and without it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests import helpers
+from tsae_evals.evals.saebench.encode_memo import memoized_encodes
+
+
+@pytest.fixture
+def sae():
+    return helpers.tiny_sae(d_sae=64).eval()
+
+
+def test_a_repeated_encode_is_remembered_from_the_second_on_and_equal(sae):
+    x = torch.randn(4, 5, helpers.D_MODEL)
+    with torch.no_grad():
+        expected, expected_whole = sae.encode(x[:2]), sae.encode(x)
+    with torch.no_grad(), memoized_encodes(sae) as memo:
+        first, second, third = (sae.encode(x[:2]) for _ in range(3))
+        assert memo.hits == 1  # the first encode is a one-off until it repeats; the third is answered
+        for code in (first, second, third):
+            assert torch.equal(code, expected)
+        assert torch.equal(sae.encode(x), expected_whole) and memo.hits == 1  # another view: another batch
+
+
+def test_changing_a_handed_out_code_in_place_never_reaches_the_memory(sae):
+    x = torch.randn(3, 4, helpers.D_MODEL)
+    with torch.no_grad(), memoized_encodes(sae) as memo:
+        for _ in range(2):
+            sae.encode(x)
+        code = sae.encode(x)
+        reference = code.clone()
+        code[..., :10] = 0.0
+        again = sae.encode(x)
+        assert memo.hits == 2 and torch.equal(again, reference)
+
+
+def test_an_input_changed_in_place_is_encoded_again(sae):
+    x = torch.randn(3, 4, helpers.D_MODEL)
+    with torch.no_grad(), memoized_encodes(sae) as memo:
+        for _ in range(3):
+            sae.encode(x)
+        x.mul_(2.0)
+        changed = sae.encode(x)
+        assert memo.hits == 1
+    with torch.no_grad():
+        assert torch.equal(changed, sae.encode(x))
+
+
+def test_decode_of_an_unmodified_handed_out_code_is_remembered_and_a_modified_one_is_decoded(sae):
+    x = torch.randn(3, 4, helpers.D_MODEL)
+    with torch.no_grad():
+        clean = sae.decode(sae.encode(x))
+        code = sae.encode(x)
+        code[..., :5] = 0.0
+        ablated = sae.decode(code)
+    with torch.no_grad(), memoized_encodes(sae) as memo:
+        for _ in range(4):
+            code = sae.encode(x)
+            assert torch.equal(sae.decode(code), clean)
+            code[..., :5] = 0.0
+            assert torch.equal(sae.decode(code), ablated)
+        assert memo.hits == 2 + 1  # encodes 3 and 4, the clean decode of encode 4
+
+
+def test_nothing_is_remembered_beyond_the_budget_and_the_methods_come_back(sae):
+    x = torch.randn(3, 4, helpers.D_MODEL)
+    with torch.no_grad(), memoized_encodes(sae, budget_bytes=0) as memo:
+        for _ in range(3):
+            sae.encode(x)
+        assert memo.hits == 0
+    assert "encode" not in vars(sae) and "decode" not in vars(sae)
+
+
+def test_scr_numbers_are_bit_identical_with_and_without_the_memory(tmp_path, monkeypatch):
+    """SAE-Bench's own SCR, twice on the same cached activations and probes: the memory changes no number."""
+    from sae_bench.evals.scr_and_tpp import main as scr_main
+    from sae_bench.evals.scr_and_tpp.eval_config import ScrAndTppEvalConfig
+    from sae_bench.sae_bench_utils import general_utils
+
+    from tsae_evals.data import bios
+    from tsae_evals.evals.saebench.adapter import contained
+    from tsae_evals.evals.saebench.scr_and_tpp.config import ScrConfig
+    from tsae_evals.evals.saebench.scr_and_tpp.eval import templated_bios
+
+    model = helpers.tiny_model(n_ctx=80)
+    _, sae, _ = general_utils.load_and_format_sae("custom", helpers.tiny_sae(d_sae=64), "cpu")
+    ours = ScrConfig(train_set_size=40, test_set_size=24, probe_epochs=2, profession_pairs=[("professor", "nurse")])
+    cfg = ScrAndTppEvalConfig(
+        random_seed=0,
+        dataset_names=[bios.CLASS_SET],
+        perform_scr=True,
+        train_set_size=ours.train_set_size,
+        test_set_size=ours.test_set_size,
+        context_length=ours.context_length,
+        probe_epochs=ours.probe_epochs,
+        sae_batch_size=5,  # several batches per class, as at real sizes
+        llm_batch_size=8,
+        llm_dtype="float32",
+        model_name=str(model.cfg.model_name),
+        n_values=[2, 5, 10, 20],
+        column1_vals_lookup={bios.CLASS_SET: [("professor", "nurse")]},
+    )
+
+    def scr_results(remember: bool):
+        with contained("scr"), templated_bios(0, ours, []):
+            if not remember:
+                return scr_main.run_eval_single_sae(cfg, sae, model, "cpu", str(tmp_path))
+            with memoized_encodes(sae) as memo:
+                results = scr_main.run_eval_single_sae(cfg, sae, model, "cpu", str(tmp_path))
+            assert memo.hits > 0
+            return results
+
+    without = scr_results(remember=False)
+    with_memory = scr_results(remember=True)
+    assert with_memory == without
+    results, _ = without
+    scores = [value for key, value in results.items() if key.startswith("scr_dir")]
+    assert scores and all(isinstance(value, float) for value in scores), results
