@@ -2,17 +2,19 @@
 
 Ours: one `run()` (model loaded once, by our loader) over three SAEs and every SAE-Bench eval whose `run_eval`
 entry point takes SAE objects and can be pointed at the same data (sparse_probing, sparse_probing_sae_probes, scr,
-tpp);
-each eval computes the model's side once and shares it across the SAEs. Theirs: SAE-Bench's `run_eval` of each
+tpp); each eval computes the model's side once and shares it across the SAEs. Theirs: SAE-Bench's `run_eval` of each
 eval with the same three SAE objects, the same settings (the configs our records say SAE-Bench saw) and the same
-offline data, with its hub model load redirected to our offline model (a fresh load per call, as SAE-Bench does),
-and, as SAE-Bench has no seeds loop, one `run_eval` per seed for SCR and TPP. Left out: core (its entry point,
-`multiple_evals`, reads its dataset from the hub by name) and absorption (its `run_eval` has no vocabulary cap, so
-it probes SmolLM2's whole 47k-word vocabulary: hours on a CPU, and it writes into site-packages). Goal: ours at
-most 0.6x.
+offline data, with its hub model load redirected to our offline model laid out as TransformerLens lays it out (a
+fresh load per call, as SAE-Bench does), and, as SAE-Bench has no seeds loop, one `run_eval` per seed for SCR and
+TPP, each with its own artifacts folder (SAE-Bench keys its cache on model and hook only: a shared folder would hand
+seed 1 seed 0's activations and probes, and so seed 0's numbers). Each eval writes to its own output folder
+(`run_eval` skips an SAE whose result file exists, and the file names are the same for every eval). Left out: core
+(its entry point, `multiple_evals`, reads its dataset from the hub by name) and absorption (its `run_eval` has no
+vocabulary cap, so it probes SmolLM2's whole 47k-word vocabulary: hours on a CPU, and it writes into
+site-packages). Goal: ours at most 0.6x.
 
-Both sides start from empty artifact folders. Random TopK SAEs of the demo's width on layer 6: speed does not
-depend on training.
+Both sides start from empty artifact folders, with SAE-Bench's modules imported before either is timed. Random
+TopK SAEs of the demo's width on layer 6: speed does not depend on training.
 
     .venv/bin/python benchmarks/saebench_evals.py [--device cpu]
 """
@@ -197,7 +199,7 @@ def main() -> None:
         print(f"  {name:28s} ours {ours_by_eval[name]:7.1f} s, SAE-Bench {theirs[name]:7.1f} s")
     print(f"  ours, one run (model load and preflight included): {ours:7.1f} s")
     print(f"  SAE-Bench, per-eval entry points:                  {total:7.1f} s")
-    print(f"  ratio ours / SAE-Bench:                            {ours / total:7.2f}  (goal <= 0.6)")
+    print(f"  ratio ours / SAE-Bench:                            {ours / total:7.3f}  (goal <= 0.6)")
 
 
 if __name__ == "__main__":

@@ -79,32 +79,18 @@ def test_nothing_is_remembered_beyond_the_budget_and_the_methods_come_back(sae):
 def test_scr_numbers_are_bit_identical_with_and_without_the_memory(tmp_path, monkeypatch):
     """SAE-Bench's own SCR, twice on the same cached activations and probes: the memory changes no number."""
     from sae_bench.evals.scr_and_tpp import main as scr_main
-    from sae_bench.evals.scr_and_tpp.eval_config import ScrAndTppEvalConfig
     from sae_bench.sae_bench_utils import general_utils
 
-    from tsae_evals.data import bios
     from tsae_evals.evals.saebench.adapter import contained
     from tsae_evals.evals.saebench.scr_and_tpp.config import ScrConfig
-    from tsae_evals.evals.saebench.scr_and_tpp.eval import templated_bios
+    from tsae_evals.evals.saebench.scr_and_tpp.eval import saebench_config, templated_bios
 
     model = helpers.tiny_model(n_ctx=80)
     _, sae, _ = general_utils.load_and_format_sae("custom", helpers.tiny_sae(d_sae=64), "cpu")
-    ours = ScrConfig(train_set_size=40, test_set_size=24, probe_epochs=2, profession_pairs=[("professor", "nurse")])
-    cfg = ScrAndTppEvalConfig(
-        random_seed=0,
-        dataset_names=[bios.CLASS_SET],
-        perform_scr=True,
-        train_set_size=ours.train_set_size,
-        test_set_size=ours.test_set_size,
-        context_length=ours.context_length,
-        probe_epochs=ours.probe_epochs,
-        sae_batch_size=5,  # several batches per class, as at real sizes
-        llm_batch_size=8,
-        llm_dtype="float32",
-        model_name=str(model.cfg.model_name),
-        n_values=[2, 5, 10, 20],
-        column1_vals_lookup={bios.CLASS_SET: [("professor", "nurse")]},
-    )
+    pairs = [("professor", "nurse")]
+    # several SAE batches per class, as at real sizes
+    ours = ScrConfig(train_set_size=40, test_set_size=24, probe_epochs=2, sae_batch_size=5, profession_pairs=pairs)
+    cfg = saebench_config(ours, 0, [2, 5, 10, 20], pairs, llm_batch_size=8, model_name=str(model.cfg.model_name))
 
     def scr_results(remember: bool):
         with contained("scr"), templated_bios(0, ours, []):

@@ -91,14 +91,41 @@ def templated_bios(seed: int, cfg: ScrConfig | TppConfig, tpp_classes: list[str]
         yield
 
 
-def _run_seeds(
-    ctx: EvalContext, cfg: ScrConfig | TppConfig, perform_scr: bool
-) -> tuple[list[tuple[int, dict[str, Any], Any]], Any]:
+def saebench_config(
+    cfg: ScrConfig | TppConfig,
+    seed: int,
+    n_values: list[int],
+    pairs: list[tuple[str, ...]],
+    *,
+    llm_batch_size: int,
+    model_name: str,
+) -> Any:
+    """SAE-Bench's config for one seed of our SCR (a config with profession pairs) or TPP."""
+    from sae_bench.evals.scr_and_tpp.eval_config import ScrAndTppEvalConfig
+
+    return ScrAndTppEvalConfig(
+        random_seed=seed,
+        dataset_names=[bios.CLASS_SET],
+        perform_scr=isinstance(cfg, ScrConfig),
+        train_set_size=cfg.train_set_size,
+        test_set_size=cfg.test_set_size,
+        context_length=cfg.context_length,
+        probe_epochs=cfg.probe_epochs,
+        sae_batch_size=cfg.sae_batch_size,
+        llm_batch_size=llm_batch_size,
+        llm_dtype="float32",
+        model_name=model_name,
+        n_values=n_values,
+        column1_vals_lookup={bios.CLASS_SET: pairs},
+    )
+
+
+def _run_seeds(ctx: EvalContext, cfg: ScrConfig | TppConfig) -> tuple[list[tuple[int, dict[str, Any], Any]], Any]:
     """SAE-Bench's per-SAE run once per seed: [(seed, results, per-class results)], and the last config it saw."""
     from sae_bench.evals.scr_and_tpp import main as scr_main
-    from sae_bench.evals.scr_and_tpp.eval_config import ScrAndTppEvalConfig
     from sae_bench.sae_bench_utils.dataset_info import profession_dict
 
+    name = "scr" if isinstance(cfg, ScrConfig) else "tpp"
     sae = saebench_sae(ctx)
     n_values = [n for n in cfg.n_values if n <= sae.cfg.d_sae]
     pairs = [tuple(pair) for pair in cfg.profession_pairs] if isinstance(cfg, ScrConfig) else []
@@ -106,29 +133,17 @@ def _run_seeds(
     runs = []
     saebench_cfg = None
     for seed in cfg.seeds:
-        saebench_cfg = ScrAndTppEvalConfig(
-            random_seed=seed,
-            dataset_names=[bios.CLASS_SET],
-            perform_scr=perform_scr,
-            train_set_size=cfg.train_set_size,
-            test_set_size=cfg.test_set_size,
-            context_length=cfg.context_length,
-            probe_epochs=cfg.probe_epochs,
-            sae_batch_size=cfg.sae_batch_size,
-            llm_batch_size=ctx.batch_size,
-            llm_dtype="float32",
-            model_name=str(ctx.model.cfg.model_name),
-            n_values=n_values,
-            column1_vals_lookup={bios.CLASS_SET: pairs},
+        saebench_cfg = saebench_config(
+            cfg, seed, n_values, pairs, llm_batch_size=ctx.batch_size, model_name=str(ctx.model.cfg.model_name)
         )
         # The model's activations and probes depend on everything but the SAE: shared by every SAE of the run.
         folder = artifacts_folder(
             ctx,
-            "scr" if perform_scr else "tpp",
+            name,
             {"seed": seed, "pairs": pairs, "classes": tpp_classes, **cfg.model_dump(exclude={"seeds", "n_values"})},
         )
         with (
-            contained("scr" if perform_scr else "tpp"),
+            contained(name),
             templated_bios(seed, cfg, tpp_classes),
             memoized_encodes(sae),
         ):
@@ -168,7 +183,7 @@ def scr(ctx: EvalContext, cfg: ScrConfig) -> ScrResult:
     """SAE-Bench SCR: ablating gender latents removes a gender-profession shortcut from a biased probe."""
     from sae_bench.evals.scr_and_tpp.eval_output import ScrEvalOutput, ScrMetricCategories, ScrMetrics, ScrResultDetail
 
-    runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=True)
+    runs, saebench_cfg = _run_seeds(ctx, cfg)
     mean, spread, counted = _mean_and_spread(runs, ScrMetrics)
     output = saebench_output(
         ScrEvalOutput,
@@ -188,7 +203,7 @@ def tpp(ctx: EvalContext, cfg: TppConfig) -> TppResult:
     """SAE-Bench TPP: ablating one class's latents hurts that class's probe and spares the others."""
     from sae_bench.evals.scr_and_tpp.eval_output import TppEvalOutput, TppMetricCategories, TppMetrics, TppResultDetail
 
-    runs, saebench_cfg = _run_seeds(ctx, cfg, perform_scr=False)
+    runs, saebench_cfg = _run_seeds(ctx, cfg)
     mean, spread, counted = _mean_and_spread(runs, TppMetrics)
     output = saebench_output(
         TppEvalOutput,
