@@ -7,15 +7,17 @@ answers a repeated encode of the same tensor from memory and the decode of a cod
 unmodified) from memory too; everything else runs for real. The outputs are the very tensors the SAE computed,
 so SAE-Bench's numbers are bit-identical (a test checks it) and its code runs unchanged.
 
-A batch is remembered from its second encode on (one-off encodes, such as SAE-Bench's training-set attributions,
-never take memory), in sparse form, up to a byte budget; a remembered tensor is held, so its memory cannot be
-reused by another tensor, and its version counter tells an in-place change apart.
+A batch is remembered from its first encode, in sparse form, up to a byte budget, for as long as the tensor it
+is a view of lives: a weak reference drops the entry when that tensor is freed (so one-off encodes, such as
+SAE-Bench's training-set attributions, hold their memory only as long as SAE-Bench does, and no later tensor that
+reuses the address can be mistaken for it), and the version counter tells an in-place change apart.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +33,8 @@ def _identity(x: torch.Tensor) -> tuple[Any, ...]:
 
 @dataclass
 class _Remembered:
-    source: torch.Tensor
-    """The encoded tensor itself, held so that no other tensor can take its memory while remembered."""
+    owner: weakref.ref[torch.Tensor]
+    """The tensor the encoded one is a view of (or itself); the entry goes when it is freed."""
     version: int
     code: torch.Tensor
     """The code, sparse (2-D, latents last) unless a dense copy is smaller."""
@@ -56,10 +58,9 @@ class _EncodeMemo:
         self._decode = decode
         self._budget = budget_bytes
         self._used = 0
-        self._seen: set[tuple[Any, ...]] = set()
         self._remembered: dict[tuple[Any, ...], _Remembered] = {}
         self._handed_out: tuple[torch.Tensor, int, _Remembered] | None = None
-        """The last code handed out from memory, its version then, and where it came from."""
+        """The last code handed out, its version then, and the entry that remembers it."""
         self.hits = 0
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,18 +72,31 @@ class _EncodeMemo:
             code = code.reshape(entry.code_shape)
             self._handed_out = (code, code._version, entry)
             return code
-        code = self._encode(x)
         if entry is not None:  # the tensor changed in place since: forget it
-            self._used -= _footprint(entry)
-            del self._remembered[key]
-        elif key in self._seen and self._used < self._budget:
+            self._forget(key)
+        code = self._encode(x)
+        self._handed_out = None
+        if self._used < self._budget:
             compact, size = _compact(code)
             if self._used + size <= self._budget:
-                self._remembered[key] = _Remembered(x, x._version, compact, code.shape)
+                owner = x if x._base is None else x._base
+                entry = _Remembered(weakref.ref(owner, self._forgetter(key)), x._version, compact, code.shape)
+                self._remembered[key] = entry
                 self._used += size
-        self._seen.add(key)
-        self._handed_out = None
+                self._handed_out = (code, code._version, entry)
         return code
+
+    @property
+    def n_remembered(self) -> int:
+        return len(self._remembered)
+
+    def _forgetter(self, key: tuple[Any, ...]) -> Callable[[Any], None]:
+        return lambda _: self._forget(key)
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        entry = self._remembered.pop(key, None)
+        if entry is not None:
+            self._used -= _footprint(entry)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         handed = self._handed_out
