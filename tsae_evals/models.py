@@ -102,7 +102,7 @@ def _from_hf_dir(path: Path, device: str) -> HookedSAETransformer:
     )
     del hf_model
     # TransformerLens would print "Moving model to device" on every load.
-    return matmul_ready_layout(model.to(device, print_details=False).eval())
+    return model.to(device, print_details=False).eval()
 
 
 def matmul_ready_layout(model: HookedSAETransformer) -> HookedSAETransformer:
@@ -159,7 +159,7 @@ def _from_official_name(name: str, device: str) -> HookedSAETransformer:
             f"could not download {name!r} from the Hugging Face hub ({type(exc).__name__})",
             f"check hub access and credentials (HF_TOKEN), or use the offline default {DEFAULT_MODEL!r}",
         ) from exc
-    return matmul_ready_layout(model.eval())
+    return model.eval()
 
 
 def check_device(device: str) -> None:
@@ -196,7 +196,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> HookedSAETrans
     else:
         model = _from_official_name(name, device)
     model.cfg.model_name = name
-    return model
+    return matmul_ready_layout(model)
 
 
 def hook_width(model: HookedSAETransformer, hook_name: str) -> int:

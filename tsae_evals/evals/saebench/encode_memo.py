@@ -42,14 +42,18 @@ class _Remembered:
     decoded: torch.Tensor | None = None
 
 
-def _compact(code: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _nbytes(tensor: torch.Tensor) -> int:
+    """Memory a remembered tensor takes: a sparse one's values and its two int64 indices per value."""
+    if tensor.is_sparse:
+        return tensor._nnz() * (tensor.element_size() + 16)
+    return tensor.numel() * tensor.element_size()
+
+
+def _compact(code: torch.Tensor) -> torch.Tensor:
+    """The code as a 2-D (latents last) sparse tensor, or a dense copy where that is smaller."""
     flat = code.detach().reshape(-1, code.shape[-1])
     sparse = flat.to_sparse()
-    sparse_bytes = sparse._nnz() * (code.element_size() + 16)
-    dense_bytes = flat.numel() * code.element_size()
-    if sparse_bytes < dense_bytes:
-        return sparse, sparse_bytes
-    return flat.clone(), dense_bytes
+    return sparse if _nbytes(sparse) < _nbytes(flat) else flat.clone()
 
 
 class _EncodeMemo:
@@ -77,7 +81,8 @@ class _EncodeMemo:
         code = self._encode(x)
         self._handed_out = None
         if self._used < self._budget:
-            compact, size = _compact(code)
+            compact = _compact(code)
+            size = _nbytes(compact)
             if self._used + size <= self._budget:
                 owner = x if x._base is None else x._base
                 entry = _Remembered(weakref.ref(owner, self._forgetter(key)), x._version, compact, code.shape)
@@ -104,7 +109,7 @@ class _EncodeMemo:
             entry = handed[2]
             if entry.decoded is None:
                 entry.decoded = self._decode(code).detach()
-                self._used += entry.decoded.numel() * entry.decoded.element_size()
+                self._used += _nbytes(entry.decoded)
             else:
                 self.hits += 1
             return entry.decoded.clone()
@@ -112,11 +117,7 @@ class _EncodeMemo:
 
 
 def _footprint(entry: _Remembered) -> int:
-    code = entry.code
-    size = code._nnz() * (code.element_size() + 16) if code.is_sparse else code.numel() * code.element_size()
-    if entry.decoded is not None:
-        size += entry.decoded.numel() * entry.decoded.element_size()
-    return size
+    return _nbytes(entry.code) + (0 if entry.decoded is None else _nbytes(entry.decoded))
 
 
 @contextlib.contextmanager
