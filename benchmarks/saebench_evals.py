@@ -4,7 +4,7 @@ Ours: one `run()` (model loaded once, by our loader) over three SAEs and every S
 entry point takes SAE objects and can be pointed at the same data (sparse_probing, sparse_probing_sae_probes, scr,
 tpp); each eval computes the model's side once and shares it across the SAEs. Theirs: SAE-Bench's `run_eval` of each
 eval with the same three SAE objects, the same settings (the configs our records say SAE-Bench saw) and the same
-offline data, with its hub model load redirected to our offline model laid out as TransformerLens lays it out (a
+offline data, with its hub model load redirected to our offline model loaded and laid out as TransformerLens does it (a
 fresh load per call, as SAE-Bench does), and, as SAE-Bench has no seeds loop, one `run_eval` per seed for SCR and
 TPP, each with its own artifacts folder (SAE-Bench keys its cache on model and hook only: a shared folder would hand
 seed 1 seed 0's activations and probes, and so seed 0's numbers). Each eval writes to its own output folder
@@ -72,12 +72,14 @@ def _offline_model(device: str, loads: list[float]) -> Iterator[None]:
     """SAE-Bench's and sae-probes' hub model loads answered by our offline model, each load timed."""
     from transformer_lens import HookedTransformer
 
-    from tsae_evals.models import load_model
+    from tsae_evals import models
 
     def load(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        model = load_model(device=device)
-        # As TransformerLens lays it out: our loader's matmul-ready layout is part of what we supply, not SAE-Bench.
+        # As TransformerLens loads and lays it out (its state dict key by key, its weights contiguous): our
+        # loader's one-call load and matmul-ready layout are part of what we supply, not SAE-Bench.
+        with mock.patch.object(models, "state_dict_loaded_at_once", lambda model: contextlib.nullcontext()):
+            model = models.load_model(device=device)
         for param in model.parameters():
             param.data = param.data.contiguous()
         loads.append(time.perf_counter() - started)

@@ -39,6 +39,44 @@ def test_changing_a_handed_out_code_in_place_never_reaches_the_memory(sae):
         assert memo.hits == 3 and torch.equal(again, reference)
 
 
+def test_a_code_still_held_is_never_refilled_and_a_dropped_one_is(sae):
+    """Codes from memory are written into reused buffers: one the caller still holds (a view of it is enough)
+    keeps its values through later hits, and a buffer is reused once the caller lets go."""
+    x, y = torch.randn(3, 4, helpers.D_MODEL), torch.randn(3, 4, helpers.D_MODEL)
+    with torch.no_grad():
+        expected_x, expected_y = sae.encode(x), sae.encode(y)
+    with torch.no_grad(), memoized_encodes(sae) as memo:
+        sae.encode(x), sae.encode(y)
+        held = sae.encode(x)[1:]  # only a view survives
+        addresses = set()
+        for _ in range(4):
+            code = sae.encode(y)
+            assert torch.equal(code, expected_y)
+            addresses.add(code.data_ptr())
+            del code
+        assert torch.equal(held, expected_x[1:])
+        assert memo.hits == 5 and len(addresses) == 1
+
+
+def test_signed_zeros_and_nans_come_back_bit_for_bit():
+    code = torch.zeros(2, 3, 40)
+    code[0, 1, 3], code[1, 2, 7], code[0, 0, 0], code[1, 0, 39] = -0.0, float("nan"), 1.5, -2.0
+
+    class Stub:
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return code.clone()
+
+        def decode(self, f: torch.Tensor) -> torch.Tensor:
+            return f.sum(-1)
+
+    stub, x = Stub(), torch.randn(2, 3, 5)
+    with memoized_encodes(stub) as memo:
+        stub.encode(x)
+        answered = stub.encode(x)
+        assert memo.hits == 1
+        assert torch.equal(answered.view(torch.int32), code.view(torch.int32))
+
+
 def test_an_input_changed_in_place_is_encoded_again(sae):
     x = torch.randn(3, 4, helpers.D_MODEL)
     with torch.no_grad(), memoized_encodes(sae) as memo:

@@ -61,3 +61,37 @@ def test_only_the_weights_transformerlens_copies_per_forward_change_layout():
     assert all(plain.get_parameter(f"blocks.{i}.mlp.{w}").is_contiguous() for i in (0, 1) for w in ("W_in", "W_out"))
     # after relayout the per-forward copy is free: the transposed weight already is contiguous
     assert gated.blocks[0].mlp.W_gate.T.is_contiguous() and gated.unembed.W_U.T.is_contiguous()
+
+
+def test_a_local_hf_directory_loads_the_same_weights_as_transformer_lens_key_by_key(tmp_path, monkeypatch):
+    """`load_model` gathers TransformerLens's key-by-key state-dict loads into one: the same weights to the bit."""
+    import contextlib
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests import helpers
+    from tsae_evals import models
+
+    tokenizer = helpers.tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    at_once = models.load_model(str(tmp_path))
+    monkeypatch.setattr(models, "state_dict_loaded_at_once", lambda model: contextlib.nullcontext())
+    key_by_key = models.load_model(str(tmp_path))
+    ours, theirs = at_once.state_dict(), key_by_key.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, value in ours.items():
+        assert torch.equal(value, theirs[name]), name
+    # and not merely both left at their initialisation
+    assert torch.equal(at_once.W_E, LlamaForCausalLM.from_pretrained(tmp_path).model.embed_tokens.weight)
