@@ -58,11 +58,17 @@ class _Remembered:
         return sum(part.numel() * part.element_size() for part in parts if part is not None)
 
 
+_SAME_WIDTH_INTEGER = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def _compact(code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The code's values and flat positions where their bits are not all zero (so -0.0 and NaN come back as
     they were), or the whole code flattened where that is smaller."""
     flat = code.detach().reshape(-1)
-    positions = ((flat != 0) | flat.signbit()).nonzero().squeeze(1)
+    integer = _SAME_WIDTH_INTEGER.get(flat.element_size())
+    if integer is None or flat.is_complex():
+        return flat.clone(), None
+    positions = flat.view(integer).nonzero().squeeze(1)
     if positions.numel() * (flat.element_size() + positions.element_size()) < flat.numel() * flat.element_size():
         return flat[positions], positions
     return flat.clone(), None
@@ -121,13 +127,16 @@ class _EncodeMemo:
         return flat.view(entry.code_shape)
 
     def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        for buffer in self._buffers:
-            if buffer.dtype == dtype and buffer.device == device and buffer.numel() >= numel and _unshared(buffer):
+        free = [buffer for buffer in self._buffers if _unshared(buffer)]
+        for buffer in free:
+            if buffer.dtype == dtype and buffer.device == device and buffer.numel() >= numel:
                 return buffer[:numel]
-        buffer = torch.empty(numel, dtype=dtype, device=device)
-        # The oldest buffer leaves the pool; whoever still holds a code in it keeps it.
-        self._buffers = [*self._buffers[1 - _BUFFERS :], buffer]
-        return buffer[:numel]
+        new = torch.empty(numel, dtype=dtype, device=device)
+        # A free buffer too small (or of another kind) makes way; else the oldest leaves the pool, and whoever
+        # still holds a code in it keeps it.
+        leaving = free[0] if free else self._buffers[0] if len(self._buffers) == _BUFFERS else None
+        self._buffers = [buffer for buffer in self._buffers if buffer is not leaving] + [new]
+        return new[:numel]
 
     @property
     def n_remembered(self) -> int:
