@@ -5,6 +5,8 @@ What it absorbs:
   with our model directly, and `contained` turns any failure into `EvalFailed` with the cause.
 - All `compute_*` flags default to False, and saving crashes unless both featurewise flags are on: we turn all
   of them on.
+- It runs the model's clean and zero-ablated forwards, and the forward to the hook, again for every SAE; the
+  model it gets answers those from memory for the later SAEs of a run (`shared_forwards.py`, bit-identical).
 - Results are built by SAE-Bench's own `save_single_eval_result` (into a scratch file we read back), so the
   metric categories and per-latent details are exactly its schema; NaN stays NaN (we skip its NaN -> -1 step).
 """
@@ -20,6 +22,7 @@ from tsae_evals.errors import UsageError
 from tsae_evals.evals.saebench.adapter import contained, saebench_sae
 from tsae_evals.evals.saebench.core.config import CoreConfig
 from tsae_evals.evals.saebench.core.result import CoreResult
+from tsae_evals.evals.saebench.core.shared_forwards import SharedForwards
 from tsae_evals.registry import register_eval
 
 if TYPE_CHECKING:
@@ -75,8 +78,10 @@ def core(ctx: EvalContext, cfg: CoreConfig) -> CoreResult:
             store_batch_size_prompts=cfg.batch_size_prompts,
             device=ctx.device,
         )
+        # The run's SAEs read the same windows: the forwards that do not involve the SAE run once for all of them.
+        model = SharedForwards(ctx.model, scope=ctx.windows)
         scalar_metrics, feature_metrics = core_main.run_evals(
-            sae, store, ctx.model, saebench_cfg, ignore_tokens=special_tokens
+            sae, store, model, saebench_cfg, ignore_tokens=special_tokens
         )
         scalar_metrics["misc_metrics"] = core_main.calculate_misc_metrics(feature_metrics)
         output = _saebench_output(core_main, saebench_cfg, scalar_metrics, feature_metrics, sae)
