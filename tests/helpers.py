@@ -130,6 +130,31 @@ def save_sae(sae: Any, path: Path) -> Path:
     return path
 
 
+def two_tiny_saes_request(
+    root: Path,
+    eval_names: str,
+    config_overrides: list[str],
+    device: str = "cpu",
+    corpus_kwargs: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Any:
+    """A `run` request for two saved tiny SAEs (seeds 0 and 1) on a tiny corpus, everything it writes under `root`;
+    8 windows of 32 tokens unless `fields` say otherwise."""
+    from tsae_evals.runner import RunRequest
+
+    saes = [str(save_sae(tiny_sae(seed=seed), root / f"sae{seed}")) for seed in (0, 1)]
+    return RunRequest(
+        sae_specs=saes,
+        eval_names=eval_names,
+        dataset=str(write_corpus(root / "corpus.txt", **(corpus_kwargs or {}))),
+        results_dir=root / "results",
+        artifacts_dir=root / "artifacts",
+        device=device,
+        config_overrides=config_overrides,
+        **{"n_windows": 8, "context_size": 32, **fields},
+    )
+
+
 def tiny_model_loader(name: str, device: str) -> Any:
     """A `model_loader(name, device)` that processes other than the test's (Ray workers) can import and call."""
     return tiny_model(device=device)

@@ -11,28 +11,22 @@ from tests import helpers
 from tsae_evals.evals.saebench.core import shared_forwards
 from tsae_evals.evals.saebench.core.shared_forwards import SharedForwards
 from tsae_evals.results import read_record
-from tsae_evals.runner import RunRequest, run
+from tsae_evals.runner import run
 
 BATCHES = 2
 """Reconstruction and sparsity batches of the core runs below."""
 
 
 def _core_on_two_saes(tmp_path, device, model):
-    saes = [str(helpers.save_sae(helpers.tiny_sae(seed=seed), tmp_path / f"sae{seed}")) for seed in (0, 1)]
-    request = RunRequest(
-        sae_specs=saes,
-        eval_names="core",
-        dataset=str(helpers.write_corpus(tmp_path / "corpus.txt")),
-        n_windows=8,
-        context_size=32,
-        results_dir=tmp_path / "results",
-        artifacts_dir=tmp_path / "artifacts",
-        device=device,
-        config_overrides=[
+    request = helpers.two_tiny_saes_request(
+        tmp_path,
+        "core",
+        [
             "core.batch_size_prompts=4",
             f"core.n_eval_reconstruction_batches={BATCHES}",
             f"core.n_eval_sparsity_variance_batches={BATCHES}",
         ],
+        device=device,
     )
     outcomes = run(request, model_loader=lambda *_: model)
     assert [o.status for o in outcomes] == ["ok", "ok"], [o.message for o in outcomes]

@@ -131,17 +131,10 @@ def two_saes_run(tmp_path_factory, device):
     """sparse_probing and scr on two SAEs in one run: the model side is computed once and shared."""
     root = tmp_path_factory.mktemp("adapters")
     model = helpers.tiny_model(n_ctx=80, device=device)
-    saes = [str(helpers.save_sae(helpers.tiny_sae(seed=seed), root / f"sae{seed}")) for seed in (0, 1)]
-    request = RunRequest(
-        sae_specs=saes,
-        eval_names="sparse_probing,scr",
-        dataset=str(helpers.write_corpus(root / "corpus.txt", words_per_document=200)),
-        n_windows=16,
-        context_size=64,
-        results_dir=root / "results",
-        artifacts_dir=root / "artifacts",
-        device=device,
-        config_overrides=[
+    request = helpers.two_tiny_saes_request(
+        root,
+        "sparse_probing,scr",
+        [
             'sparse_probing.dataset_names=["sae-probes/ag_news"]',
             "sparse_probing.probe_train_set_size=40",
             "sparse_probing.probe_test_set_size=20",
@@ -151,6 +144,10 @@ def two_saes_run(tmp_path_factory, device):
             "scr.test_set_size=24",
             "scr.probe_epochs=2",
         ],
+        device=device,
+        corpus_kwargs={"words_per_document": 200},
+        n_windows=16,
+        context_size=64,
     )
     cwd_before = set(os.listdir())
     outcomes = run(request, model_loader=lambda *_: model)
@@ -202,17 +199,11 @@ def test_sae_probes_fits_the_model_baseline_once_for_every_sae_of_a_run(tmp_path
 
     monkeypatch.setitem(run_baselines.METHODS, "logreg", counted)
     model = helpers.tiny_model(n_ctx=32, device=device)
-    saes = [str(helpers.save_sae(helpers.tiny_sae(seed=seed), tmp_path / f"sae{seed}")) for seed in (0, 1)]
-    request = RunRequest(
-        sae_specs=saes,
-        eval_names="sparse_probing_sae_probes",
-        dataset=str(helpers.write_corpus(tmp_path / "corpus.txt")),
-        n_windows=8,
-        context_size=32,
-        results_dir=tmp_path / "results",
-        artifacts_dir=tmp_path / "artifacts",
+    request = helpers.two_tiny_saes_request(
+        tmp_path,
+        "sparse_probing_sae_probes",
+        ['sparse_probing_sae_probes.dataset_names=["5_hist_fig_ismale"]'],
         device=device,
-        config_overrides=['sparse_probing_sae_probes.dataset_names=["5_hist_fig_ismale"]'],
     )
     outcomes = run(request, model_loader=lambda *_: model)
     assert [o.status for o in outcomes] == ["ok", "ok"], [o.message for o in outcomes]
